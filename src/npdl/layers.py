@@ -1,0 +1,234 @@
+"""Layers and the one gradient contract they share.
+
+The contract, written once here and followed by every layer:
+
+- ``layer.params``: dict name -> learnable array (updated in place by optimizers);
+- ``layer.grads``: dict with exactly the same keys and shapes, filled by ``backward``;
+- ``layer.buffers``: dict of non-learnable state saved with the model (e.g. running
+  statistics of :class:`BatchNorm`);
+- ``out = layer.forward(x, training)`` caches what the backward pass needs;
+- ``dx = layer.backward(dout)`` fills ``grads`` and returns the gradient w.r.t. ``x``
+  (``None`` when the layer was built with ``input_grad=False``, which saves the
+  largest matrix product of a network's first layer).
+
+The course's functional API (:func:`affine_forward`, :func:`affine_backward`) is kept
+for exercise code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .activations import Activation
+
+
+def affine_forward(x, w, b):
+    """Affine map ``x @ w + b`` (course API).
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, d_1, ..., d_k)
+        Input; flattened to (N, D) with D = d_1 * ... * d_k.
+    w : ndarray, shape (D, M)
+    b : ndarray, shape (M,)
+
+    Returns
+    -------
+    out : ndarray, shape (N, M)
+    cache : tuple (x, w, b)
+    """
+    out = x.reshape(x.shape[0], -1) @ w + b
+    return out, (x, w, b)
+
+
+def affine_backward(dout, cache):
+    """Backward pass of :func:`affine_forward` (course API).
+
+    Parameters
+    ----------
+    dout : ndarray, shape (N, M)
+    cache : tuple (x, w, b) from :func:`affine_forward`
+
+    Returns
+    -------
+    dx : ndarray, shape of ``x``
+    dw : ndarray, shape (D, M)
+    db : ndarray, shape (M,)
+    """
+    x, w, _ = cache
+    x2d = x.reshape(x.shape[0], -1)
+    dx = (dout @ w.T).reshape(x.shape)
+    dw = x2d.T @ dout
+    db = dout.sum(axis=0)
+    return dx, dw, db
+
+
+class Layer:
+    """Base class of the gradient contract (see the module docstring)."""
+
+    def __init__(self):
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
+
+    def forward(self, x, training: bool = True):
+        raise NotImplementedError
+
+    def backward(self, dout):
+        raise NotImplementedError
+
+    def _init_grads(self) -> None:
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+
+
+class Affine(Layer):
+    """Fully connected layer ``x @ W + b``.
+
+    Parameters
+    ----------
+    weight : ndarray, shape (D, M)
+        Initial weights (the layer keeps this array; it is not copied).
+    bias : ndarray, shape (M,)
+    input_grad : bool
+        Whether ``backward`` computes the gradient w.r.t. the input. The first layer
+        of a network does not need it.
+    """
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, input_grad: bool = True):
+        super().__init__()
+        if weight.ndim != 2 or bias.shape != (weight.shape[1],):
+            raise ValueError(
+                f"Affine needs weight (D, M) and bias (M,), got {weight.shape} and {bias.shape}"
+            )
+        self.params = {"W": weight, "b": bias}
+        self.input_grad = input_grad
+        self._init_grads()
+        self._x = None
+
+    def forward(self, x, training: bool = True):
+        """``x``: (N, D) -> (N, M)."""
+        self._x = x
+        out = x @ self.params["W"]
+        out += self.params["b"]
+        return out
+
+    def backward(self, dout):
+        """``dout``: (N, M) -> ``dx`` (N, D) or None; fills ``grads['W']``, ``grads['b']``."""
+        x = self._x
+        np.matmul(x.T, dout, out=self.grads["W"])
+        np.sum(dout, axis=0, out=self.grads["b"])
+        if not self.input_grad:
+            return None
+        return dout @ self.params["W"].T
+
+
+class ActivationLayer(Layer):
+    """Adapts a course-style :class:`~npdl.activations.Activation` to the layer contract."""
+
+    def __init__(self, activation: Activation):
+        super().__init__()
+        self.activation = activation
+        self._cache = None
+
+    def forward(self, x, training: bool = True):
+        out, self._cache = self.activation.forward(x)
+        return out
+
+    def backward(self, dout):
+        return self.activation.backward(dout, self._cache)
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, zero each unit with probability ``p`` and scale the
+    survivors by ``1 / (1 - p)``; in evaluation, the identity.
+
+    Parameters
+    ----------
+    p : float
+        Drop probability, 0 <= p < 1.
+    rng : numpy.random.Generator or int or None
+        Source of the masks.
+    """
+
+    def __init__(self, p: float, rng=None):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p!r}")
+        self.p = float(p)
+        self.rng = np.random.default_rng(rng)
+        self._mask = None
+
+    def forward(self, x, training: bool = True):
+        """``x``: (N, ...) -> same shape."""
+        if not training or self.p == 0.0:
+            self._mask = None
+            return x
+        keep = self.rng.random(x.shape, dtype=np.float32) >= self.p
+        self._mask = keep * x.dtype.type(1.0 / (1.0 - self.p))
+        return x * self._mask
+
+    def backward(self, dout):
+        return dout if self._mask is None else dout * self._mask
+
+
+class BatchNorm(Layer):
+    """Batch normalisation over the batch axis of (N, D) inputs.
+
+    Training uses the batch's mean and variance and updates running estimates;
+    evaluation uses the running estimates.
+
+    Parameters
+    ----------
+    dim : int
+        Number of features D.
+    momentum : float
+        Weight of the old running estimate in each update (default 0.9).
+    eps : float
+        Added to the variance for numerical safety.
+    dtype : numpy dtype
+    """
+
+    def __init__(self, dim: int, momentum: float = 0.9, eps: float = 1e-5, dtype=np.float32):
+        super().__init__()
+        self.momentum = float(momentum)
+        self.eps = float(eps)
+        self.params = {"gamma": np.ones(dim, dtype=dtype), "beta": np.zeros(dim, dtype=dtype)}
+        self.buffers = {
+            "running_mean": np.zeros(dim, dtype=dtype),
+            "running_var": np.ones(dim, dtype=dtype),
+        }
+        self._init_grads()
+        self._cache = None
+
+    def forward(self, x, training: bool = True):
+        """``x``: (N, D) -> (N, D)."""
+        gamma, beta = self.params["gamma"], self.params["beta"]
+        if not training:
+            inv_std = 1.0 / np.sqrt(self.buffers["running_var"] + self.eps)
+            scale = (gamma * inv_std).astype(x.dtype, copy=False)
+            shift = (beta - self.buffers["running_mean"] * scale).astype(x.dtype, copy=False)
+            return x * scale + shift
+        mean = x.mean(axis=0)
+        centred = x - mean
+        var = np.mean(centred * centred, axis=0)
+        inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype, copy=False)
+        x_hat = centred * inv_std
+        m = self.momentum
+        self.buffers["running_mean"] *= m
+        self.buffers["running_mean"] += (1 - m) * mean
+        self.buffers["running_var"] *= m
+        # Unbiased variance for the running estimate, as is conventional.
+        n = x.shape[0]
+        self.buffers["running_var"] += (1 - m) * var * (n / max(n - 1, 1))
+        self._cache = (x_hat, inv_std)
+        return x_hat * gamma + beta
+
+    def backward(self, dout):
+        x_hat, inv_std = self._cache
+        self.grads["beta"][...] = dout.sum(axis=0)
+        self.grads["gamma"][...] = np.sum(dout * x_hat, axis=0)
+        dx_hat = dout * self.params["gamma"]
+        n = dout.shape[0]
+        return (inv_std / n) * (
+            n * dx_hat - dx_hat.sum(axis=0) - x_hat * np.sum(dx_hat * x_hat, axis=0)
+        )

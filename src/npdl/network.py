@@ -1,0 +1,423 @@
+"""``ClassificationNet``: the course's fully connected classifier, grown up.
+
+The network is a list of layers following the contract of :mod:`npdl.layers`. The
+course's view of it is kept: ``model.params`` and ``model.grads`` are dicts keyed
+``W1, b1, W2, b2, ...`` (plus ``gamma<i>``/``beta<i>`` with batch norm) whose
+values are the layers' own arrays, so optimizers update the layers in place and
+assigning ``model.params[name] = array`` (or a whole dict) writes into the layers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, MutableMapping
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .activations import Activation, Sigmoid, make_activation
+from .io import load_npz, save_npz
+from .layers import ActivationLayer, Affine, BatchNorm, Dropout, Layer
+
+#: Version of the model file layout; bumped on incompatible changes.
+MODEL_FORMAT = 1
+INIT_SCHEMES = ("std", "he", "xavier")
+
+
+class _LayerArrays(MutableMapping):
+    """Dict-like view ``'W1' -> layer.params['W']`` over the network's layers."""
+
+    def __init__(self, index: dict[str, tuple[Layer, str]], attribute: str):
+        self._index = index
+        self._attribute = attribute
+
+    def _slot(self, name: str):
+        try:
+            layer, key = self._index[name]
+        except KeyError:
+            raise KeyError(f"no parameter {name!r}; the network has {list(self._index)}") from None
+        return getattr(layer, self._attribute), key
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        arrays, key = self._slot(name)
+        return arrays[key]
+
+    def __setitem__(self, name: str, value) -> None:
+        arrays, key = self._slot(name)
+        target = arrays[key]
+        value = np.asarray(value)
+        if value.shape != target.shape:
+            raise ValueError(
+                f"{self._attribute}[{name!r}] has shape {target.shape}, got {value.shape}"
+            )
+        np.copyto(target, value, casting="same_kind")
+
+    def __delitem__(self, name: str) -> None:
+        raise TypeError("a network's parameters cannot be deleted")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __repr__(self) -> str:
+        return "{" + ", ".join(f"{k!r}: array{self[k].shape}" for k in self) + "}"
+
+
+class ClassificationNet:
+    """A fully connected classifier: ``num_layer`` affine layers with activations between.
+
+    Parameters
+    ----------
+    activation : Activation or str
+        Activation after every hidden affine layer (course default ``Sigmoid()``).
+        With :class:`~npdl.activations.Maxout` the hidden affine layers are widened
+        by its number of pieces.
+    num_layer : int
+        Number of affine layers (2 = one hidden layer, as in the course).
+    input_size : int
+        Features per sample; inputs of shape (N, ...) are flattened to (N, input_size).
+    hidden_size : int or list of int
+        Width of every hidden layer, or one width per hidden layer. A list sets the
+        depth: ``num_layer`` must then be ``len(hidden_size) + 1`` or its default 2.
+    std : float
+        Standard deviation of the weights with ``init='std'`` (the course's scheme).
+    num_classes : int
+    reg : float
+        L2 strength: the loss gains ``reg * sum(W**2)`` per weight matrix (reported in
+        ``model.reg``) and ``backward`` adds ``2 * reg * W`` to each weight gradient.
+    init : {'std', 'he', 'xavier'}
+        Weight initialisation: ``std`` * N(0, 1), He (sqrt(2 / fan_in)) or
+        Xavier/Glorot (sqrt(2 / (fan_in + fan_out))). Biases start at zero.
+    dropout : float
+        Inverted-dropout probability after each hidden activation (0 = off).
+    batch_norm : bool
+        Batch normalisation between each hidden affine layer and its activation.
+    dtype : numpy dtype
+        Compute dtype, float32 by default (float64 for gradient checks).
+    rng : numpy.random.Generator or int or None
+        Source of initial weights and dropout masks.
+    model_name : str
+        Used by :meth:`save_model` for the default file name.
+    **kwargs
+        Ignored, so a search config can be passed to both model and Solver, as the
+        course's search helpers do.
+    """
+
+    def __init__(
+        self,
+        activation=Sigmoid(),  # noqa: B008 - the course's signature; activations are stateless
+        num_layer: int = 2,
+        input_size: int = 3 * 32 * 32,
+        hidden_size=100,
+        std: float = 1e-3,
+        num_classes: int = 10,
+        reg: float = 0,
+        init: str = "std",
+        dropout: float = 0.0,
+        batch_norm: bool = False,
+        dtype=np.float32,
+        rng=None,
+        model_name: str = "cifar10_classification_net",
+        **kwargs,
+    ):
+        if isinstance(activation, str):
+            activation = make_activation(activation)
+        if not isinstance(activation, Activation):
+            raise TypeError(f"activation must be an npdl Activation or a name, got {activation!r}")
+        if isinstance(hidden_size, list | tuple):
+            hidden_sizes = [int(h) for h in hidden_size]
+            if num_layer not in (2, len(hidden_sizes) + 1):
+                raise ValueError(
+                    f"hidden_size lists {len(hidden_sizes)} widths, which needs "
+                    f"num_layer={len(hidden_sizes) + 1}, got num_layer={num_layer}"
+                )
+        else:
+            if int(num_layer) < 1:
+                raise ValueError(f"num_layer must be >= 1, got {num_layer!r}")
+            hidden_sizes = [int(hidden_size)] * (int(num_layer) - 1)
+        if any(h < 1 for h in hidden_sizes):
+            raise ValueError(f"hidden sizes must be >= 1, got {hidden_sizes}")
+        if init not in INIT_SCHEMES:
+            raise ValueError(f"unknown init {init!r}; allowed: {', '.join(INIT_SCHEMES)}")
+        if reg < 0:
+            raise ValueError(f"reg must be >= 0, got {reg!r}")
+        self.activation = activation
+        self.hidden_sizes = hidden_sizes
+        self.num_layer = len(hidden_sizes) + 1
+        self.hidden_size = hidden_size
+        self.input_size = int(input_size)
+        self.num_classes = int(num_classes)
+        self.std = float(std)
+        self.reg_strength = float(reg)
+        self.init = init
+        self.dropout = float(dropout)
+        self.batch_norm = bool(batch_norm)
+        self.dtype = np.dtype(dtype)
+        self.rng = np.random.default_rng(rng)
+        self.model_name = model_name
+        self.training = True
+        #: Per weight matrix, ``reg * sum(W**2)`` of the last forward pass (course API).
+        self.reg: dict[str, float] = {}
+        # Filled by the pipeline and saved with the model.
+        self.class_names: list[str] | None = None
+        self.preprocessing: dict[str, np.ndarray] = {}
+        self.metadata: dict = {}
+        self.reset_weights()
+
+    # -- construction -------------------------------------------------------------
+    def _initial_weight(self, fan_in: int, fan_out: int) -> np.ndarray:
+        scale = {
+            "std": self.std,
+            "he": np.sqrt(2.0 / fan_in),
+            "xavier": np.sqrt(2.0 / (fan_in + fan_out)),
+        }[self.init]
+        return (scale * self.rng.standard_normal((fan_in, fan_out))).astype(self.dtype)
+
+    def reset_weights(self) -> None:
+        """Build the layers with fresh weights (course API)."""
+        self.layers: list[Layer] = []
+        self._param_index: dict[str, tuple[Layer, str]] = {}
+        self._buffer_index: dict[str, tuple[Layer, str]] = {}
+        fan_in = self.input_size
+        pieces = self.activation.pieces
+        for i, width in enumerate([*self.hidden_sizes, self.num_classes], start=1):
+            last = i == self.num_layer
+            fan_out = width if last else width * pieces
+            affine = Affine(
+                self._initial_weight(fan_in, fan_out),
+                np.zeros(fan_out, dtype=self.dtype),
+                input_grad=i > 1,
+            )
+            self._add(affine, i)
+            if not last:
+                if self.batch_norm:
+                    self._add(BatchNorm(fan_out, dtype=self.dtype), i)
+                self.layers.append(ActivationLayer(self.activation))
+                if self.dropout > 0:
+                    self.layers.append(Dropout(self.dropout, rng=self.rng))
+            fan_in = width
+        self.params = _LayerArrays(self._param_index, "params")
+        self.grads = _LayerArrays(self._param_index, "grads")
+        self.buffers = _LayerArrays(self._buffer_index, "buffers")
+
+    def _add(self, layer: Layer, position: int) -> None:
+        self.layers.append(layer)
+        for key in layer.params:
+            self._param_index[f"{key}{position}"] = (layer, key)
+        for key in layer.buffers:
+            self._buffer_index[f"{key}{position}"] = (layer, key)
+
+    @property
+    def params(self) -> _LayerArrays:
+        return self._params
+
+    @params.setter
+    def params(self, values) -> None:
+        if isinstance(values, _LayerArrays) and (
+            not hasattr(self, "_params") or values._index is self._param_index
+        ):
+            self._params = values
+            return
+        for name, value in values.items():
+            self._params[name] = value
+
+    # -- modes ----------------------------------------------------------------------
+    def train(self, mode: bool = True) -> ClassificationNet:
+        """Training mode: dropout active, batch norm uses batch statistics."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> ClassificationNet:
+        """Evaluation mode: dropout off, batch norm uses running statistics."""
+        return self.train(False)
+
+    # -- computation ----------------------------------------------------------------
+    def forward(self, X):
+        """Logits of a batch.
+
+        Parameters
+        ----------
+        X : ndarray, shape (N, ...) with prod(...) == input_size
+            Any real dtype; converted to the model's dtype.
+
+        Returns
+        -------
+        ndarray, shape (N, num_classes), the model's dtype
+        """
+        out = np.asarray(X, dtype=self.dtype).reshape(len(X), -1)
+        if out.shape[1] != self.input_size:
+            raise ValueError(
+                f"the model takes {self.input_size} features per sample, got {out.shape[1]} "
+                f"(input shape {np.shape(X)})"
+            )
+        for layer in self.layers:
+            out = layer.forward(out, self.training)
+        if self.reg_strength:
+            self.reg = {
+                name: self.reg_strength * float(np.vdot(w, w))
+                for name, w in self.params.items()
+                if name.startswith("W")
+            }
+        return out
+
+    def backward(self, dy):
+        """Back-propagate ``dy`` (N, num_classes), the loss gradient w.r.t. the logits.
+
+        Fills and returns ``model.grads`` (with the ``2 * reg * W`` term).
+        """
+        grad = np.asarray(dy, dtype=self.dtype)
+        for layer in reversed(self.layers):
+            grad = layer.backward(grad)
+        if self.reg_strength:
+            for name, w in self.params.items():
+                if name.startswith("W"):
+                    self.grads[name] += (2.0 * self.reg_strength) * w
+        return self.grads
+
+    def regularization_loss(self) -> float:
+        """The L2 term of the loss for the current weights (``sum(model.reg.values())``)."""
+        if not self.reg_strength:
+            return 0.0
+        return sum(
+            self.reg_strength * float(np.vdot(w, w))
+            for name, w in self.params.items()
+            if name.startswith("W")
+        )
+
+    def predict_logits(self, X, batch_size: int = 1024) -> np.ndarray:
+        """Logits for many samples in eval mode, ``batch_size`` at a time. X: (N, ...)."""
+        was_training = self.training
+        self.eval()
+        try:
+            parts = [self.forward(X[i : i + batch_size]) for i in range(0, len(X), batch_size)]
+        finally:
+            self.train(was_training)
+        return np.concatenate(parts) if parts else np.zeros((0, self.num_classes), self.dtype)
+
+    def get_dataset_prediction(self, loader):
+        """Predict every batch of a loader in eval mode (course API).
+
+        Returns
+        -------
+        labels : ndarray (N,) int
+        preds : ndarray (N,) int
+        acc : float
+        """
+        was_training = self.training
+        self.eval()
+        labels, preds = [], []
+        try:
+            for batch in loader:
+                preds.append(self.forward(batch["image"]).argmax(axis=1))
+                labels.append(np.asarray(batch["label"]))
+        finally:
+            self.train(was_training)
+        labels, preds = np.concatenate(labels), np.concatenate(preds)
+        return labels, preds, float((labels == preds).mean())
+
+    # -- state ----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of all parameters and buffers, keyed ``W1``, ``running_mean1``, ..."""
+        state = {name: value.copy() for name, value in self.params.items()}
+        state.update({name: value.copy() for name, value in self.buffers.items()})
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Copy arrays written by :meth:`state_dict` into the layers."""
+        expected = set(self.params) | set(self.buffers)
+        if set(state) != expected:
+            raise ValueError(
+                f"state does not fit this network: missing {sorted(expected - set(state))}, "
+                f"unexpected {sorted(set(state) - expected)}"
+            )
+        for name, value in state.items():
+            (self.params if name in self.params else self.buffers)[name] = value
+
+    def config(self) -> dict:
+        """The architecture as JSON-serialisable constructor arguments."""
+        return {
+            "activation": self.activation.name,
+            "activation_kwargs": self.activation.config(),
+            "input_size": self.input_size,
+            "hidden_size": list(self.hidden_sizes),
+            "num_classes": self.num_classes,
+            "std": self.std,
+            "reg": self.reg_strength,
+            "init": self.init,
+            "dropout": self.dropout,
+            "batch_norm": self.batch_norm,
+            "dtype": self.dtype.name,
+        }
+
+    def save_model(self, path: str | os.PathLike | None = None) -> Path:
+        """Save a self-contained ``.npz``: weights, architecture, class names,
+        preprocessing (normalisation statistics) and metadata. Written atomically.
+
+        Parameters
+        ----------
+        path : path, optional
+            Defaults to ``models/<model_name>.npz`` as in the course.
+        """
+        path = Path(path) if path is not None else Path("models") / f"{self.model_name}.npz"
+        header = {
+            "format": MODEL_FORMAT,
+            "npdl_version": __version__,
+            "model_name": self.model_name,
+            "architecture": self.config(),
+            "class_names": self.class_names,
+            "metadata": self.metadata,
+        }
+        arrays = {"header": np.array(json.dumps(header))}
+        arrays.update({f"state/{k}": v for k, v in self.params.items()})
+        arrays.update({f"state/{k}": v for k, v in self.buffers.items()})
+        arrays.update({f"preprocessing/{k}": np.asarray(v) for k, v in self.preprocessing.items()})
+        save_npz(path, arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ClassificationNet:
+        """Load a model written by :meth:`save_model` (never unpickles).
+
+        Raises
+        ------
+        ValueError
+            If the file is truncated or corrupt, from an incompatible format version,
+            or its weights do not fit its architecture; the message names the file.
+        """
+        arrays = load_npz(path)
+        try:
+            header = json.loads(str(arrays["header"]))
+        except (KeyError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path} is not an npdl model file (no readable header)") from error
+        if header.get("format") != MODEL_FORMAT:
+            raise ValueError(
+                f"{path} has model format {header.get('format')!r} (npdl "
+                f"{header.get('npdl_version')}); this npdl {__version__} reads format "
+                f"{MODEL_FORMAT}"
+            )
+        arch = dict(header["architecture"])
+        activation = make_activation(arch.pop("activation"), **arch.pop("activation_kwargs"))
+        model = cls(activation=activation, model_name=header.get("model_name"), **arch)
+        state = {k[len("state/") :]: v for k, v in arrays.items() if k.startswith("state/")}
+        try:
+            model.load_state_dict(state)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from error
+        model.class_names = header.get("class_names")
+        model.metadata = header.get("metadata") or {}
+        model.preprocessing = {
+            k[len("preprocessing/") :]: v
+            for k, v in arrays.items()
+            if k.startswith("preprocessing/")
+        }
+        model.eval()
+        return model
+
+
+def load_model(path: str | os.PathLike) -> ClassificationNet:
+    """Load a model file written by :meth:`ClassificationNet.save_model`."""
+    return ClassificationNet.load(path)

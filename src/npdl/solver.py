@@ -1,0 +1,342 @@
+"""``Solver``: the course's training loop with schedules, early stopping, callbacks,
+a divergence guard and resumable state."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from .losses import CrossEntropyFromLogits, Loss
+from .optimizers import OPTIMIZERS, Adam, Optimizer
+from .schedules import LearningRateSchedule
+
+#: Metrics that may decide the best epoch; loss is minimised, accuracy maximised.
+MONITORS = ("val_loss", "val_acc")
+
+#: Why a call to :meth:`Solver.train` ended.
+STATUSES = ("completed", "early_stopped", "stopped", "diverged")
+
+
+class Solver:
+    """Trains a model with minibatch gradient descent (course API).
+
+    Parameters
+    ----------
+    model : ClassificationNet (or any object with forward/backward/params/grads)
+    train_dataloader, val_dataloader : iterables of {'image': (N, ...), 'label': (N,)}
+    loss_func : Loss
+    learning_rate : float
+        Peak learning rate.
+    optimizer : Optimizer class or name ('adam', 'sgd', 'sgd_momentum')
+    verbose : bool
+        Print one line every ``print_every`` epochs.
+    print_every : int
+    lr_decay : float
+        Per-epoch multiplicative decay of the ``constant`` schedule (course API).
+    optimizer_kwargs : dict, optional
+        Extra optimizer arguments (``weight_decay``, ``momentum``, ``beta1``, ...).
+    schedule : {'constant', 'step', 'cosine'}
+    warmup_epochs, step_size, gamma, min_lr
+        See :class:`~npdl.schedules.LearningRateSchedule`.
+    schedule_epochs : int, optional
+        Horizon of the cosine schedule; defaults to the epochs of each ``train`` call
+        (plus those already run).
+    monitor : {'val_loss', 'val_acc'}
+        Metric deciding the best epoch for early stopping and weight restoring.
+    restore_best : bool
+        Restore the best epoch's weights when training ends (course behaviour).
+    callbacks : iterable of callables ``f(solver, stats) -> bool``
+        Called after every epoch with that epoch's stats dict; a truthy return value
+        stops training (status ``stopped``).
+    **kwargs
+        Ignored, so one search config can feed both model and Solver (course API).
+
+    Attributes
+    ----------
+    train_loss_history, val_loss_history, train_acc_history, val_acc_history,
+    lr_history : list of float, one entry per epoch
+    train_batch_loss : list of float, one entry per training step
+    status : str, one of :data:`STATUSES` after ``train``
+    """
+
+    def __init__(
+        self,
+        model,
+        train_dataloader,
+        val_dataloader,
+        loss_func: Loss = CrossEntropyFromLogits(),  # noqa: B008 - course signature; stateless
+        learning_rate: float = 1e-3,
+        optimizer=Adam,
+        verbose: bool = True,
+        print_every: int = 1,
+        lr_decay: float = 1.0,
+        optimizer_kwargs: dict | None = None,
+        schedule: str = "constant",
+        warmup_epochs: float = 0.0,
+        step_size: int = 10,
+        gamma: float = 0.1,
+        min_lr: float = 0.0,
+        schedule_epochs: int | None = None,
+        monitor: str = "val_loss",
+        restore_best: bool = True,
+        callbacks: Iterable[Callable] = (),
+        **kwargs,
+    ):
+        if isinstance(optimizer, str):
+            if optimizer not in OPTIMIZERS:
+                raise ValueError(
+                    f"unknown optimizer {optimizer!r}; allowed: {', '.join(sorted(OPTIMIZERS))}"
+                )
+            optimizer = OPTIMIZERS[optimizer]
+        if monitor not in MONITORS:
+            raise ValueError(f"monitor must be one of {sorted(MONITORS)}, got {monitor!r}")
+        self.model = model
+        self.train_dataloader = train_dataloader
+        self.val_dataloader = val_dataloader
+        self.loss_func = loss_func
+        self.learning_rate = float(learning_rate)
+        self.lr_decay = float(lr_decay)
+        self.opt: Optimizer = optimizer(model, loss_func, learning_rate, **(optimizer_kwargs or {}))
+        self.verbose = verbose
+        self.print_every = max(int(print_every), 1)
+        self.schedule_options = {
+            "kind": schedule,
+            "warmup_epochs": float(warmup_epochs),
+            "lr_decay": self.lr_decay,
+            "step_size": int(step_size),
+            "gamma": float(gamma),
+            "min_lr": float(min_lr),
+        }
+        # Validate the schedule options now rather than at the first step.
+        LearningRateSchedule(self.learning_rate, **self.schedule_options)
+        self.schedule_epochs = schedule_epochs
+        self.monitor = monitor
+        self.restore_best = restore_best
+        self.callbacks = list(callbacks)
+        self._reset()
+
+    def _reset(self) -> None:
+        """Clear histories and bookkeeping (course API)."""
+        self.epoch = 0
+        self.global_step = 0
+        self.best_model_stats: dict | None = None
+        self.best_params: dict | None = None
+        self.best_epoch: int | None = None
+        self.current_patience = 0
+        self.status: str | None = None
+        self.train_loss_history: list[float] = []
+        self.val_loss_history: list[float] = []
+        self.train_acc_history: list[float] = []
+        self.val_acc_history: list[float] = []
+        self.lr_history: list[float] = []
+        self.epoch_seconds: list[float] = []
+        self.train_batch_loss: list[float] = []
+        self.val_batch_loss: list[float] = []
+
+    # -- training -------------------------------------------------------------------
+    def _schedule(self, total_epochs: int) -> LearningRateSchedule:
+        return LearningRateSchedule(
+            self.learning_rate,
+            steps_per_epoch=len(self.train_dataloader),
+            total_epochs=self.schedule_epochs or total_epochs,
+            **self.schedule_options,
+        )
+
+    def _train_epoch(self, schedule: LearningRateSchedule) -> tuple[float, float, bool]:
+        """One pass over the training data: (mean loss, accuracy, diverged)."""
+        model, total_loss, correct, seen = self.model, 0.0, 0, 0
+        model.train()
+        for batch in self.train_dataloader:
+            labels = np.asarray(batch["label"])
+            self.opt.lr = schedule(self.global_step)
+            logits = model.forward(batch["image"])
+            loss, dlogits = self.loss_func(logits, labels)
+            loss += sum(getattr(model, "reg", {}).values())
+            if not math.isfinite(loss):
+                self.train_batch_loss.append(loss)
+                return math.nan, math.nan, True
+            model.backward(dlogits)
+            self.opt.step()
+            self.global_step += 1
+            self.train_batch_loss.append(loss)
+            total_loss += loss * len(labels)
+            correct += int(np.count_nonzero(logits.argmax(axis=1) == labels))
+            seen += len(labels)
+        if seen == 0:
+            raise ValueError("the training loader yielded no samples (too few for one batch?)")
+        return total_loss / seen, correct / seen, False
+
+    def evaluate(self, loader) -> tuple[float, float]:
+        """Mean data loss (without the L2 term) and accuracy on a loader, in eval mode."""
+        model = self.model
+        was_training = getattr(model, "training", False)
+        model.eval()
+        total_loss, correct, seen = 0.0, 0, 0
+        try:
+            for batch in loader:
+                labels = np.asarray(batch["label"])
+                logits = model.forward(batch["image"])
+                total_loss += self.loss_func.forward(logits, labels, reduction="sum")
+                correct += int(np.count_nonzero(logits.argmax(axis=1) == labels))
+                seen += len(labels)
+        finally:
+            model.train(was_training)
+        if seen == 0:
+            raise ValueError("the loader yielded no samples")
+        return total_loss / seen, correct / seen
+
+    def get_dataset_accuracy(self, loader) -> float:
+        """Accuracy of the model on a loader (course API)."""
+        return self.evaluate(loader)[1]
+
+    def train(self, epochs: int = 100, patience: int | None = None) -> str:
+        """Train for ``epochs`` more epochs.
+
+        Parameters
+        ----------
+        epochs : int
+        patience : int, optional
+            Stop after this many epochs without improvement of ``monitor``.
+
+        Returns
+        -------
+        str
+            The status, also kept in ``self.status``: ``completed``, ``early_stopped``,
+            ``stopped`` (a callback asked) or ``diverged`` (loss became NaN/inf; the
+            best weights so far are restored and training does not go on).
+        """
+        schedule = self._schedule(self.epoch + epochs)
+        self.status = "completed"
+        for _ in range(epochs):
+            start = time.perf_counter()
+            lr = schedule(self.global_step)
+            # A diverging run overflows everywhere: the divergence guard reports it once
+            # instead of NumPy warning on every operation.
+            with np.errstate(over="ignore", invalid="ignore"):
+                train_loss, train_acc, diverged = self._train_epoch(schedule)
+            if diverged:
+                self.status = "diverged"
+                self._log(f"(Epoch {self.epoch + 1}) loss is not finite: training diverged")
+                break
+            val_loss, val_acc = self.evaluate(self.val_dataloader)
+            self.epoch += 1
+            self.train_loss_history.append(train_loss)
+            self.train_acc_history.append(train_acc)
+            self.val_loss_history.append(val_loss)
+            self.val_acc_history.append(val_acc)
+            self.lr_history.append(lr)
+            self.epoch_seconds.append(time.perf_counter() - start)
+            improved = self._update_best(val_loss, val_acc, train_loss)
+            if self.verbose and (self.epoch % self.print_every == 0 or self.epoch == 1):
+                self._log(
+                    f"(Epoch {self.epoch}) train loss: {train_loss:.5f} acc: {train_acc:.4f}; "
+                    f"val loss: {val_loss:.5f} acc: {val_acc:.4f}; lr {lr:.2e}"
+                    + (" *" if improved else "")
+                )
+            stats = self.history[-1]
+            if any([bool(callback(self, stats)) for callback in self.callbacks]):
+                self.status = "stopped"
+                break
+            if patience is not None and self.current_patience >= patience:
+                self.status = "early_stopped"
+                self._log(f"Stopping early: no improvement of {self.monitor} for {patience} epochs")
+                break
+        if self.restore_best and self.best_params is not None:
+            self.model.load_state_dict(self.best_params)
+        return self.status
+
+    def _update_best(self, val_loss: float, val_acc: float, train_loss: float) -> bool:
+        value = val_loss if self.monitor == "val_loss" else val_acc
+        best = None if self.best_model_stats is None else self.best_model_stats[self.monitor]
+        if best is None or (value < best if self.monitor == "val_loss" else value > best):
+            self.best_model_stats = {
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+                "train_loss": train_loss,
+                "epoch": self.epoch,
+            }
+            self.best_params = self.model.state_dict()
+            self.best_epoch = self.epoch
+            self.current_patience = 0
+            return True
+        self.current_patience += 1
+        return False
+
+    def _log(self, message: str) -> None:
+        if self.verbose:
+            print(message, flush=True)
+
+    @property
+    def history(self) -> list[dict]:
+        """One dict per epoch: epoch, train/val loss and accuracy, lr, seconds."""
+        return [
+            {
+                "epoch": i + 1,
+                "train_loss": self.train_loss_history[i],
+                "train_acc": self.train_acc_history[i],
+                "val_loss": self.val_loss_history[i],
+                "val_acc": self.val_acc_history[i],
+                "lr": self.lr_history[i],
+                "seconds": self.epoch_seconds[i],
+            }
+            for i in range(len(self.train_loss_history))
+        ]
+
+    # -- checkpoints ------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Everything needed to resume: weights, optimizer state, position, histories,
+        best weights. A flat dict of arrays (for :func:`npdl.io.save_npz`)."""
+        state = {f"model/{k}": v for k, v in self.model.state_dict().items()}
+        state.update({f"optimizer/{k}": v for k, v in self.opt.state_dict().items()})
+        if self.best_params is not None:
+            state.update({f"best/{k}": v for k, v in self.best_params.items()})
+            state["best_stats"] = np.array(
+                [self.best_model_stats[k] for k in ("val_loss", "val_acc", "train_loss", "epoch")]
+            )
+        state["position"] = np.array([self.epoch, self.global_step, self.current_patience])
+        state["history"] = np.array(
+            [
+                self.train_loss_history,
+                self.train_acc_history,
+                self.val_loss_history,
+                self.val_acc_history,
+                self.lr_history,
+                self.epoch_seconds,
+            ],
+            dtype=np.float64,
+        ).reshape(6, -1)
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Resume from :meth:`state_dict`."""
+
+        def section(prefix: str) -> dict[str, np.ndarray]:
+            return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+        self._reset()
+        self.model.load_state_dict(section("model/"))
+        self.opt.load_state_dict(section("optimizer/"))
+        best = section("best/")
+        if best:
+            self.best_params = best
+            val_loss, val_acc, train_loss, epoch = state["best_stats"].tolist()
+            self.best_model_stats = {
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+                "train_loss": train_loss,
+                "epoch": int(epoch),
+            }
+            self.best_epoch = int(epoch)
+        self.epoch, self.global_step, self.current_patience = (int(x) for x in state["position"])
+        rows = [list(map(float, row)) for row in state["history"]]
+        (
+            self.train_loss_history,
+            self.train_acc_history,
+            self.val_loss_history,
+            self.val_acc_history,
+            self.lr_history,
+            self.epoch_seconds,
+        ) = rows
