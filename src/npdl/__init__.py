@@ -7,6 +7,15 @@ Course code needs only its import line changed, e.g.
 __version__ = "0.1.0"
 
 from .activations import ELU, Activation, LeakyRelu, Maxout, Relu, Sigmoid, Tanh, make_activation
+from .data import (
+    DEFAULT_SPLIT,
+    DataLoader,
+    ImageFolderDataset,
+    compute_image_mean_and_std,
+    split_source_indices,
+    stratified_split,
+    stratified_subset,
+)
 from .layers import (
     ActivationLayer,
     Affine,
@@ -20,9 +29,26 @@ from .losses import BCE, L1, MSE, CrossEntropyFromLogits, Loss
 from .network import ClassificationNet, load_model
 from .optimizers import SGD, Adam, Optimizer, SGDMomentum
 from .solver import Solver
+from .sources import (
+    ImageSource,
+    decode_image,
+    list_image_archive,
+    list_image_folder,
+    open_image_source,
+    read_cifar10_python_archive,
+)
+from .transforms import (
+    ComposeTransform,
+    FlattenTransform,
+    NormalizeTransform,
+    RandomCrop,
+    RandomHorizontalFlip,
+    RescaleTransform,
+)
 
 __all__ = [
     "BCE",
+    "DEFAULT_SPLIT",
     "ELU",
     "L1",
     "MSE",
@@ -33,14 +59,23 @@ __all__ = [
     "Affine",
     "BatchNorm",
     "ClassificationNet",
+    "ComposeTransform",
     "CrossEntropyFromLogits",
+    "DataLoader",
     "Dropout",
+    "FlattenTransform",
+    "ImageFolderDataset",
+    "ImageSource",
     "Layer",
     "LeakyRelu",
     "Loss",
     "Maxout",
+    "NormalizeTransform",
     "Optimizer",
+    "RandomCrop",
+    "RandomHorizontalFlip",
     "Relu",
+    "RescaleTransform",
     "SGDMomentum",
     "Sigmoid",
     "Solver",
@@ -48,6 +83,15 @@ __all__ = [
     "__version__",
     "affine_backward",
     "affine_forward",
+    "compute_image_mean_and_std",
+    "decode_image",
+    "list_image_archive",
+    "list_image_folder",
     "load_model",
     "make_activation",
+    "open_image_source",
+    "read_cifar10_python_archive",
+    "split_source_indices",
+    "stratified_split",
+    "stratified_subset",
 ]

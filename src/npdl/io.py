@@ -8,6 +8,7 @@ new one, never a half-written one, even if the writer is killed.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import tempfile
@@ -51,9 +52,16 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write ``arrays`` to an uncompressed ``.npz`` atomically."""
-    with atomic_write(path) as handle:
-        np.savez(handle, **arrays)
+    """Write ``arrays`` to an uncompressed ``.npz`` atomically and byte-reproducibly.
+
+    ``np.savez`` stamps each member with the current time; a fixed timestamp makes the
+    same arrays give the same bytes, so reruns of a stage produce identical files.
+    """
+    with atomic_write(path) as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
+        for name, value in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with archive.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -86,6 +94,14 @@ def save_json(path: str | os.PathLike, data) -> None:
     with atomic_write(path, "w") as handle:
         json.dump(data, handle, indent=2, sort_keys=True)
         handle.write("\n")
+
+
+def save_csv(path: str | os.PathLike, rows: list[dict], fieldnames: list[str]) -> None:
+    """Write ``rows`` (dicts keyed by ``fieldnames``) as a CSV file atomically."""
+    with atomic_write(path, "w") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fieldnames, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def load_json(path: str | os.PathLike):

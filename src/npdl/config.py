@@ -1,0 +1,238 @@
+"""The pipeline's configuration schema: plain dataclasses and value checks.
+
+The stages merge the composed Hydra config into these dataclasses (which rejects
+unknown keys and wrong types, naming the key), then call :func:`validate_config`,
+which rejects impossible values before any work is done. The module itself depends
+on nothing but the standard library, so the library stays free of Hydra.
+"""
+
+# OmegaConf 2.3 reads ``Optional[...]`` annotations, not ``X | None``.
+# ruff: noqa: UP045
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .activations import ACTIVATIONS
+from .network import INIT_SCHEMES
+from .optimizers import OPTIMIZERS
+from .schedules import SCHEDULES
+from .solver import MONITORS
+
+#: The official CIFAR-10 python archive and its published md5.
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+SPLIT_MODES = ("train", "val", "test")
+
+
+class ConfigError(ValueError):
+    """An impossible configuration value; the message names the key."""
+
+
+@dataclass
+class PathsConfig:
+    """Where things live. ``data`` and ``cache`` are relative to the project root;
+    ``models`` and ``metrics`` to the run folder (the project root under DVC, Hydra's
+    job folder for direct runs, so direct runs never overwrite DVC's outputs)."""
+
+    data: str = "data"
+    cache: str = ".cache/npdl"
+    models: str = "models"
+    metrics: str = "metrics"
+
+
+@dataclass
+class DataConfig:
+    """prepare-split: where images come from and how they are split."""
+
+    source: str = CIFAR10_URL
+    source_md5: Optional[str] = CIFAR10_MD5
+    split: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
+    limit_files: Optional[int] = None
+    image_size: int = 32
+    seed: int = 0
+    download_timeout: float = 60.0
+
+
+@dataclass
+class NormalizeConfig:
+    """normalize: statistics fitted on the train split only."""
+
+    method: str = "standardize"
+
+
+@dataclass
+class ModelConfig:
+    """``ClassificationNet`` architecture; ``reg`` is the course's L2 strength."""
+
+    activation: str = "relu"
+    activation_kwargs: dict[str, float] = field(default_factory=dict)
+    hidden_size: list[int] = field(default_factory=lambda: [512, 256])
+    init: str = "he"
+    std: float = 1e-3
+    dropout: float = 0.0
+    batch_norm: bool = False
+    reg: float = 0.0
+
+
+@dataclass
+class OptimizerConfig:
+    """Optimizer and its learning rate (top-level ``lr`` by default)."""
+
+    name: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    nesterov: bool = False
+    beta1: float = 0.9
+    beta2: float = 0.999
+    decoupled: bool = True
+
+
+@dataclass
+class SolverConfig:
+    """Training loop: budget, schedule, early stopping, augmentation."""
+
+    epochs: int = 10
+    batch_size: int = 256
+    patience: Optional[int] = None
+    monitor: str = "val_acc"
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    lr_decay: float = 1.0
+    step_size: int = 10
+    gamma: float = 0.1
+    min_lr: float = 0.0
+    label_smoothing: float = 0.0
+    hflip: bool = False
+    crop_padding: int = 0
+    seed: int = 0
+
+
+@dataclass
+class TuneConfig:
+    """tune: hyperparameter search before training (pass-through while disabled)."""
+
+    enabled: bool = False
+
+
+@dataclass
+class EvaluateConfig:
+    """evaluate: the test split by default, or any labelled folder/archive."""
+
+    source: Optional[str] = None
+    metrics_path: Optional[str] = None
+    model_path: Optional[str] = None
+    batch_size: int = 1000
+
+
+@dataclass
+class PipelineConfig:
+    """The whole composed configuration (``conf/`` = ``params.yaml``)."""
+
+    seed: int = 0
+    lr: float = 1e-3
+    reg: float = 0.0
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+
+NORMALIZE_METHODS = ("standardize",)
+
+
+def _check(condition: bool, key: str, value, expected: str) -> None:
+    if not condition:
+        raise ConfigError(f"{key}={value!r} is not allowed: expected {expected}")
+
+
+def _one_of(key: str, value, allowed) -> None:
+    _check(value in allowed, key, value, f"one of {', '.join(map(str, allowed))}")
+
+
+def validate_config(cfg: PipelineConfig) -> PipelineConfig:
+    """Reject impossible values, naming the key and what would be right.
+
+    Raises
+    ------
+    ConfigError
+    """
+    data, model, opt, solver = cfg.data, cfg.model, cfg.optimizer, cfg.solver
+    _check(
+        set(data.split) == set(SPLIT_MODES),
+        "data.split",
+        data.split,
+        f"exactly the keys {', '.join(SPLIT_MODES)}",
+    )
+    _check(
+        all(v >= 0 for v in data.split.values()), "data.split", data.split, "non-negative fractions"
+    )
+    total = sum(data.split.values())
+    _check(
+        math.isclose(total, 1.0, abs_tol=1e-6),
+        "data.split",
+        data.split,
+        f"fractions summing to 1 (they sum to {total:g})",
+    )
+    _check(
+        data.split["train"] > 0 and data.split["val"] > 0,
+        "data.split",
+        data.split,
+        "train and val fractions > 0",
+    )
+    _check(
+        data.limit_files is None or data.limit_files > 0,
+        "data.limit_files",
+        data.limit_files,
+        "a positive number of images or null",
+    )
+    _check(data.image_size > 0, "data.image_size", data.image_size, "a positive size")
+    _check(data.download_timeout > 0, "data.download_timeout", data.download_timeout, "> 0")
+    _one_of("normalize.method", cfg.normalize.method, NORMALIZE_METHODS)
+    _one_of("model.activation", model.activation.lower(), sorted(ACTIVATIONS))
+    _check(
+        len(model.hidden_size) > 0 and all(h > 0 for h in model.hidden_size),
+        "model.hidden_size",
+        model.hidden_size,
+        "a non-empty list of positive widths",
+    )
+    _one_of("model.init", model.init, INIT_SCHEMES)
+    _check(model.std > 0, "model.std", model.std, "> 0")
+    _check(0 <= model.dropout < 1, "model.dropout", model.dropout, "a probability in [0, 1)")
+    _check(model.reg >= 0, "model.reg", model.reg, ">= 0")
+    _one_of("optimizer.name", opt.name, sorted(OPTIMIZERS))
+    _check(opt.lr > 0, "optimizer.lr", opt.lr, "a learning rate > 0")
+    _check(opt.weight_decay >= 0, "optimizer.weight_decay", opt.weight_decay, ">= 0")
+    _check(0 <= opt.momentum < 1, "optimizer.momentum", opt.momentum, "a value in [0, 1)")
+    _check(0 <= opt.beta1 < 1, "optimizer.beta1", opt.beta1, "a value in [0, 1)")
+    _check(0 <= opt.beta2 < 1, "optimizer.beta2", opt.beta2, "a value in [0, 1)")
+    _check(solver.epochs > 0, "solver.epochs", solver.epochs, "a positive number of epochs")
+    _check(solver.batch_size > 0, "solver.batch_size", solver.batch_size, "a positive batch size")
+    _check(
+        solver.patience is None or solver.patience > 0,
+        "solver.patience",
+        solver.patience,
+        "a positive number of epochs or null",
+    )
+    _one_of("solver.monitor", solver.monitor, MONITORS)
+    _one_of("solver.schedule", solver.schedule, SCHEDULES)
+    _check(solver.warmup_epochs >= 0, "solver.warmup_epochs", solver.warmup_epochs, ">= 0")
+    _check(solver.lr_decay > 0, "solver.lr_decay", solver.lr_decay, "> 0")
+    _check(solver.step_size > 0, "solver.step_size", solver.step_size, ">= 1")
+    _check(solver.min_lr >= 0, "solver.min_lr", solver.min_lr, ">= 0")
+    _check(
+        0 <= solver.label_smoothing < 1,
+        "solver.label_smoothing",
+        solver.label_smoothing,
+        "a value in [0, 1)",
+    )
+    _check(solver.crop_padding >= 0, "solver.crop_padding", solver.crop_padding, ">= 0")
+    _check(cfg.evaluate.batch_size > 0, "evaluate.batch_size", cfg.evaluate.batch_size, "> 0")
+    return cfg

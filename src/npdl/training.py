@@ -1,0 +1,157 @@
+"""Training a ``ClassificationNet`` from the pipeline's configuration.
+
+Turns the config dataclasses of :mod:`npdl.config` into a model, loaders and a
+``Solver``; used by the train stage and by every tuning trial. All randomness
+(initial weights, dropout, shuffling, augmentation) comes from one seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from .activations import make_activation
+from .config import ModelConfig, OptimizerConfig, PipelineConfig, SolverConfig
+from .data import DataLoader, ImageFolderDataset
+from .losses import CrossEntropyFromLogits
+from .network import ClassificationNet
+from .preprocessing import eval_transform, train_transform
+from .solver import Solver
+
+
+def build_model(
+    model: ModelConfig, input_size: int, num_classes: int, rng: np.random.Generator
+) -> ClassificationNet:
+    """A fresh network for ``model``'s architecture."""
+    return ClassificationNet(
+        activation=make_activation(model.activation, **model.activation_kwargs),
+        num_layer=len(model.hidden_size) + 1,
+        input_size=input_size,
+        hidden_size=list(model.hidden_size),
+        std=model.std,
+        num_classes=num_classes,
+        reg=model.reg,
+        init=model.init,
+        dropout=model.dropout,
+        batch_norm=model.batch_norm,
+        rng=rng,
+    )
+
+
+def optimizer_arguments(optimizer: OptimizerConfig) -> dict:
+    """The keyword arguments the chosen optimizer takes."""
+    if optimizer.name == "adam":
+        return {
+            "beta1": optimizer.beta1,
+            "beta2": optimizer.beta2,
+            "weight_decay": optimizer.weight_decay,
+            "decoupled": optimizer.decoupled,
+        }
+    if optimizer.name == "sgd_momentum":
+        return {
+            "momentum": optimizer.momentum,
+            "nesterov": optimizer.nesterov,
+            "weight_decay": optimizer.weight_decay,
+        }
+    return {}
+
+
+def build_solver(
+    model: ClassificationNet,
+    train_loader,
+    val_loader,
+    optimizer: OptimizerConfig,
+    solver: SolverConfig,
+    callbacks: Iterable[Callable] = (),
+    verbose: bool = True,
+) -> Solver:
+    """A ``Solver`` for the configured optimizer, schedule and loss."""
+    return Solver(
+        model,
+        train_loader,
+        val_loader,
+        loss_func=CrossEntropyFromLogits(label_smoothing=solver.label_smoothing),
+        learning_rate=optimizer.lr,
+        optimizer=optimizer.name,
+        optimizer_kwargs=optimizer_arguments(optimizer),
+        verbose=verbose,
+        lr_decay=solver.lr_decay,
+        schedule=solver.schedule,
+        warmup_epochs=solver.warmup_epochs,
+        step_size=solver.step_size,
+        gamma=solver.gamma,
+        min_lr=solver.min_lr,
+        schedule_epochs=solver.epochs,
+        monitor=solver.monitor,
+        callbacks=callbacks,
+    )
+
+
+def make_loaders(
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    classes: list[str],
+    preprocessing: dict[str, np.ndarray],
+    solver: SolverConfig,
+    rng: np.random.Generator,
+) -> tuple[DataLoader, DataLoader]:
+    """Shuffled, augmented training loader and a plain validation loader.
+
+    ``train`` and ``val`` are (uint8 images (N, H, W, 3), int64 labels (N,)).
+    """
+    augment_rng, shuffle_rng = rng.spawn(2)
+    image_size = train[0].shape[1]
+    train_set = ImageFolderDataset.from_arrays(
+        train[0],
+        train[1],
+        classes,
+        transform=train_transform(
+            preprocessing, augment_rng, solver.hflip, solver.crop_padding, image_size
+        ),
+    )
+    val_set = ImageFolderDataset.from_arrays(
+        val[0], val[1], classes, transform=eval_transform(preprocessing)
+    )
+    return (
+        DataLoader(train_set, batch_size=solver.batch_size, shuffle=True, rng=shuffle_rng),
+        DataLoader(val_set, batch_size=max(solver.batch_size, 1000)),
+    )
+
+
+def train_model(
+    cfg: PipelineConfig,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    classes: list[str],
+    preprocessing: dict[str, np.ndarray],
+    callbacks: Iterable[Callable] = (),
+    verbose: bool = True,
+) -> tuple[ClassificationNet, Solver]:
+    """Train a model as configured; returns it (best epoch's weights) and its solver.
+
+    ``train`` and ``val`` are (uint8 images (N, H, W, 3), int64 labels (N,)).
+    """
+    init_rng, data_rng = np.random.default_rng(cfg.solver.seed).spawn(2)
+    input_size = int(np.prod(train[0].shape[1:]))
+    model = build_model(cfg.model, input_size, len(classes), init_rng)
+    model.class_names = list(classes)
+    model.preprocessing = dict(preprocessing)
+    train_loader, val_loader = make_loaders(
+        train, val, classes, preprocessing, cfg.solver, data_rng
+    )
+    solver = build_solver(
+        model, train_loader, val_loader, cfg.optimizer, cfg.solver, callbacks, verbose
+    )
+    solver.train(epochs=cfg.solver.epochs, patience=cfg.solver.patience)
+    model.metadata = {
+        "config": {
+            "model": dataclasses.asdict(cfg.model),
+            "optimizer": dataclasses.asdict(cfg.optimizer),
+            "solver": dataclasses.asdict(cfg.solver),
+        },
+        "status": solver.status,
+        "best_epoch": solver.best_epoch,
+    }
+    return model, solver

@@ -1,0 +1,71 @@
+"""Glue shared by the stage entrypoints: Hydra config -> validated dataclass, paths.
+
+Each stage is ``@stage_main`` on a ``run(cfg: PipelineConfig, run_dir: Path)``;
+everything else is library code in ``src/npdl``.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from npdl.config import ConfigError, PipelineConfig, validate_config
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = PROJECT_ROOT / "conf"
+
+
+def to_pipeline_config(cfg: DictConfig) -> PipelineConfig:
+    """Merge a composed config into the schema and check its values.
+
+    Raises
+    ------
+    ConfigError
+        Unknown key, wrong type or impossible value; the message names the key.
+    """
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(PipelineConfig), cfg)
+        config = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", None)
+        message = str(error).splitlines()[0]
+        raise ConfigError(f"invalid configuration at {key!r}: {message}") from None
+    return validate_config(config)
+
+
+def project_path(relative: str) -> Path:
+    """A configured path, relative paths taken from the project root."""
+    path = Path(relative)
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def run_dir() -> Path:
+    """The folder this run writes models and metrics into: Hydra's output folder,
+    which the DVC stages set to the project root (``hydra.run.dir=.``)."""
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def stage_main(run):
+    """Wrap ``run(cfg: PipelineConfig)`` as a Hydra app over ``conf/``.
+
+    Configuration and data errors end the process with a one-line message (exit 2)
+    instead of a traceback.
+    """
+
+    @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+    @functools.wraps(run)
+    def main(cfg: DictConfig) -> None:
+        try:
+            config = to_pipeline_config(cfg)
+            run(config)
+        except (ConfigError, FileNotFoundError, ValueError, ConnectionError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+
+    return main

@@ -1,0 +1,51 @@
+"""evaluate: score the trained model on the test split -> ``metrics/evaluate.json``
+(accuracy, loss, per-class accuracy) and ``metrics/confusion.csv``; or on any
+labelled folder/archive: ``evaluate.source=PATH evaluate.metrics_path=OUT.json``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from common import project_path, run_dir, stage_main
+from npdl.config import PipelineConfig
+from npdl.evaluation import classification_metrics, predict_logits, relabel
+from npdl.io import save_csv, save_json
+from npdl.network import load_model
+from npdl.prepared import load_manifest, load_split
+from npdl.sources import open_image_source
+
+
+def run(cfg: PipelineConfig) -> dict:
+    model = load_model(cfg.evaluate.model_path or project_path(cfg.paths.models) / "model.npz")
+    if cfg.evaluate.source is None:
+        prepared = project_path(cfg.paths.data) / "prepared"
+        load_manifest(prepared)
+        images, labels = load_split(prepared, "test")
+    else:
+        source = open_image_source(cfg.evaluate.source)
+        side = model.input_size // 3
+        images = source.read_images(size=round(side**0.5))
+        labels = relabel(source.labels, source.classes, model.class_names)
+    logits = predict_logits(model, images, cfg.evaluate.batch_size)
+    metrics = classification_metrics(logits, labels, model.class_names)
+    if cfg.evaluate.metrics_path is not None:
+        save_json(Path(cfg.evaluate.metrics_path), metrics)
+    else:
+        out = run_dir() / cfg.paths.metrics
+        save_json(out / "evaluate.json", metrics)
+        names = model.class_names
+        rows = [
+            {"actual": names[i], "predicted": names[j]}
+            for i, j in zip(labels.tolist(), logits.argmax(axis=1).tolist(), strict=True)
+        ]
+        save_csv(out / "confusion.csv", rows, ["actual", "predicted"])
+    print(
+        f"accuracy {metrics['accuracy']:.4f} on {metrics['n']} images, loss {metrics['loss']:.4f}"
+    )
+    return metrics
+
+
+main = stage_main(run)
+
+if __name__ == "__main__":
+    main()

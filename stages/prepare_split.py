@@ -1,0 +1,56 @@
+"""prepare-split: resolve the source, decode every image once, split it stratified,
+and write ``data/prepared/`` (uint8 arrays, labels, manifest with a content hash)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from common import project_path, stage_main
+from npdl.config import CIFAR10_URL, PipelineConfig
+from npdl.download import resolve_source
+from npdl.prepared import prepare_dataset, write_prepared
+
+
+def effective_source(cfg: PipelineConfig) -> tuple[str, str | None]:
+    """The source and its md5; CIFAR10_SOURCE replaces the default source."""
+    override = os.environ.get("CIFAR10_SOURCE")
+    if override and cfg.data.source == CIFAR10_URL:
+        return override, None
+    return cfg.data.source, cfg.data.source_md5
+
+
+def run(cfg: PipelineConfig) -> dict:
+    source, md5 = effective_source(cfg)
+    path = resolve_source(
+        source, project_path(cfg.paths.cache) / "downloads", md5, timeout=cfg.data.download_timeout
+    )
+    data = prepare_dataset(
+        path,
+        cfg.data.split,
+        cfg.data.seed,
+        cfg.data.limit_files,
+        cfg.data.image_size,
+        workers="auto",  # parallel decoding; this script has its __main__ guard
+    )
+    manifest = write_prepared(
+        project_path(cfg.paths.data) / "prepared",
+        data,
+        {
+            "source": Path(source).name,
+            "split": cfg.data.split,
+            "seed": cfg.data.seed,
+            "limit_files": cfg.data.limit_files,
+        },
+    )
+    print(
+        f"prepared {manifest['counts']} images of {len(manifest['classes'])} classes "
+        f"from {source} (hash {manifest['content_hash'][:12]})"
+    )
+    return manifest
+
+
+main = stage_main(run)
+
+if __name__ == "__main__":
+    main()

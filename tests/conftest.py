@@ -1,0 +1,212 @@
+"""Shared pytest fixtures."""
+
+# ============================================================================
+# Image data fixtures (tests/test_sources.py, test_data.py, test_transforms.py)
+#
+# Tiny real image trees written with Pillow: ImageFolders (PNG and JPEG), tar.gz
+# and zip archives of them, and an official-format CIFAR-10 python archive. The
+# folder fixtures are session-scoped and must be treated as read-only; tests that
+# need to damage files build their own with the `image_files` helpers.
+# ============================================================================
+
+import io
+import pickle
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CLASS_NAMES = ("cat", "dog", "frog")
+IMAGES_PER_CLASS = 10
+SIDE = 32
+
+
+def random_images(seed: int, count: int, size: tuple[int, int] = (SIDE, SIDE)) -> np.ndarray:
+    """``uint8 (count, H, W, 3)`` images: a smooth random gradient plus noise.
+
+    The gradient keeps JPEG artefacts small; the noise makes every image (and its
+    mirror image) distinct.
+    """
+    rng = np.random.default_rng(seed)
+    height, width = size
+    rows = np.linspace(0, 1, height)[None, :, None, None]
+    columns = np.linspace(0, 1, width)[None, None, :, None]
+    slopes = rng.uniform(-120, 120, (count, 1, 1, 3))
+    base = rng.uniform(60, 190, (count, 1, 1, 3))
+    noise = rng.normal(0, 20, (count, height, width, 3))
+    images = base + slopes * (rows - columns * 0.7) + noise
+    return np.clip(np.rint(images), 0, 255).astype(np.uint8)
+
+
+def write_image_folder(
+    root: Path, images_by_class: dict[str, np.ndarray], suffix: str = ".png"
+) -> list[str]:
+    """Write ``root/<class>/<index:03d><suffix>`` with Pillow; return relative names."""
+    names = []
+    for class_name, images in images_by_class.items():
+        (root / class_name).mkdir(parents=True, exist_ok=True)
+        for index, image in enumerate(images):
+            name = f"{class_name}/{index:03d}{suffix}"
+            Image.fromarray(image).save(root / name)
+            names.append(name)
+    return names
+
+
+def pack_tar(folder: Path, archive: Path, top: str | None = "images") -> Path:
+    """Pack ``folder`` into a tar (compression from the suffix), under ``top/``."""
+    suffix_modes = {".tar.gz": "w:gz", ".tgz": "w:gz", ".tar.bz2": "w:bz2", ".tar.xz": "w:xz"}
+    mode = next((m for suffix, m in suffix_modes.items() if archive.name.endswith(suffix)), "w")
+    with tarfile.open(archive, mode) as tar:
+        tar.add(folder, arcname=top or ".")
+    return archive
+
+
+def pack_zip(folder: Path, archive: Path, top: str | None = None) -> Path:
+    """Pack the files of ``folder`` into a zip, at its top level unless ``top`` is given."""
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in sorted(folder.rglob("*")):
+            relative = path.relative_to(folder).as_posix()
+            zipped.write(path, f"{top}/{relative}" if top else relative)
+    return archive
+
+
+def add_tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def to_cifar_rows(images: np.ndarray) -> np.ndarray:
+    """``uint8 (N, 32, 32, 3)`` -> the official ``(N, 3072)`` channel-planar rows."""
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2).reshape(len(images), -1))
+
+
+def write_cifar_python_archive(
+    archive: Path,
+    train_batches: list[tuple[np.ndarray, np.ndarray]],
+    test_batch: tuple[np.ndarray, np.ndarray],
+    classes: tuple[str, ...],
+    replace: dict[str, bytes] | None = None,
+) -> Path:
+    """Write an official-format ``cifar-10-python.tar.gz``.
+
+    Batches are ``(images uint8 (N, 32, 32, 3), labels int (N,))``, pickled with
+    protocol 2 and byte-string keys like the Python 2 originals. ``replace`` maps a
+    member's file name to raw bytes written instead of its pickle.
+    """
+    members = {
+        f"data_batch_{number}": {b"data": to_cifar_rows(images), b"labels": labels.tolist()}
+        for number, (images, labels) in enumerate(train_batches, start=1)
+    }
+    members["test_batch"] = {
+        b"data": to_cifar_rows(test_batch[0]),
+        b"labels": test_batch[1].tolist(),
+    }
+    members["batches.meta"] = {b"label_names": [name.encode() for name in classes]}
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, content in members.items():
+            data = (replace or {}).get(name) or pickle.dumps(content, protocol=2)
+            add_tar_member(tar, f"cifar-10-batches-py/{name}", data)
+    return archive
+
+
+@dataclass(frozen=True)
+class ImageFolderFixture:
+    """A written ImageFolder and the pixels that went into it."""
+
+    root: Path
+    classes: list[str]
+    names: list[str]  # "<class>/<file>", in listing order
+    labels: np.ndarray  # int64 (N,)
+    images: np.ndarray  # uint8 (N, 32, 32, 3), the arrays written (exact for PNG)
+
+
+def _build_folder(root: Path, suffix: str, seed: int) -> ImageFolderFixture:
+    pixels = random_images(seed, len(CLASS_NAMES) * IMAGES_PER_CLASS)
+    images_by_class = {
+        name: pixels[index * IMAGES_PER_CLASS : (index + 1) * IMAGES_PER_CLASS]
+        for index, name in enumerate(CLASS_NAMES)
+    }
+    names = write_image_folder(root, images_by_class, suffix)
+    labels = np.repeat(np.arange(len(CLASS_NAMES), dtype=np.int64), IMAGES_PER_CLASS)
+    return ImageFolderFixture(root, list(CLASS_NAMES), names, labels, pixels)
+
+
+@pytest.fixture(scope="session")
+def png_folder(tmp_path_factory: pytest.TempPathFactory) -> ImageFolderFixture:
+    """3 classes x 10 PNG images, 32x32 RGB (read-only)."""
+    return _build_folder(tmp_path_factory.mktemp("png_folder"), ".png", seed=1)
+
+
+@pytest.fixture(scope="session")
+def jpeg_folder(tmp_path_factory: pytest.TempPathFactory) -> ImageFolderFixture:
+    """3 classes x 10 JPEG images, 32x32 RGB (read-only; pixels are pre-compression)."""
+    return _build_folder(tmp_path_factory.mktemp("jpeg_folder"), ".jpg", seed=2)
+
+
+@dataclass(frozen=True)
+class CifarArchiveFixture:
+    """A tiny official-format CIFAR-10 python archive and its content."""
+
+    path: Path
+    classes: list[str]
+    train_images: np.ndarray  # uint8 (50 - ish, 32, 32, 3), batches 1..5 in order
+    train_labels: np.ndarray  # int64
+    test_images: np.ndarray
+    test_labels: np.ndarray
+
+
+@pytest.fixture(scope="session")
+def cifar_archive(tmp_path_factory: pytest.TempPathFactory) -> CifarArchiveFixture:
+    """5 train batches of 8 images and a test batch of 9, 3 classes (read-only)."""
+    rng = np.random.default_rng(3)
+    train_batches = [
+        (random_images(10 + number, 8), rng.integers(0, len(CLASS_NAMES), 8)) for number in range(5)
+    ]
+    test_batch = (random_images(20, 9), np.tile(np.arange(len(CLASS_NAMES)), 3))
+    path = tmp_path_factory.mktemp("cifar") / "cifar-10-python.tar.gz"
+    write_cifar_python_archive(path, train_batches, test_batch, CLASS_NAMES)
+    return CifarArchiveFixture(
+        path=path,
+        classes=list(CLASS_NAMES),
+        train_images=np.concatenate([images for images, _ in train_batches]),
+        train_labels=np.concatenate([labels for _, labels in train_batches]).astype(np.int64),
+        test_images=test_batch[0],
+        test_labels=test_batch[1].astype(np.int64),
+    )
+
+
+class ImageFileHelpers:
+    """The module-level helpers, handed to tests through the `image_files` fixture."""
+
+    random_images = staticmethod(random_images)
+    write_image_folder = staticmethod(write_image_folder)
+    pack_tar = staticmethod(pack_tar)
+    pack_zip = staticmethod(pack_zip)
+    add_tar_member = staticmethod(add_tar_member)
+    to_cifar_rows = staticmethod(to_cifar_rows)
+    write_cifar_python_archive = staticmethod(write_cifar_python_archive)
+
+
+@pytest.fixture
+def image_files() -> type[ImageFileHelpers]:
+    """Helpers to write image folders and archives in a test's own tmp_path."""
+    return ImageFileHelpers
+
+
+@pytest.fixture(scope="session")
+def shared_cifar_jpeg_archive() -> Path:
+    """The shared 50,000-image JPEG archive beside the repository (skip if absent)."""
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
+    if not path.is_file():
+        pytest.skip(f"shared archive {path} not found (expected ../shared/data/ beside the repo)")
+    return path
+
+
+# ============================================================================
+# end of image data fixtures
+# ============================================================================

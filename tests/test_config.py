@@ -1,0 +1,93 @@
+"""conf/ composes, validates and stays equal to params.yaml."""
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "stages"))
+
+from common import CONF_DIR, to_pipeline_config  # noqa: E402
+from compose_params import compose_params  # noqa: E402
+from npdl.config import ConfigError, PipelineConfig  # noqa: E402
+
+
+def composed(overrides=()):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def test_params_yaml_is_the_composition_of_conf(tmp_path):
+    compose_params(tmp_path / "params.yaml", [])
+    expected = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    committed = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert committed == expected, "params.yaml is stale: run `python stages/compose_params.py`"
+
+
+def test_conf_lists_every_schema_key():
+    """Every key of the schema is in conf/, so `dvc exp run -S key=...` reaches it."""
+
+    def keys(node, prefix=""):
+        out = set()
+        for key, value in node.items():
+            out.add(prefix + key)
+            if isinstance(value, dict) and key not in ("split", "activation_kwargs"):
+                out |= keys(value, f"{prefix}{key}.")
+        return out
+
+    from omegaconf import OmegaConf
+
+    schema = OmegaConf.to_container(OmegaConf.structured(PipelineConfig))
+    conf = OmegaConf.to_container(composed())
+    assert keys(conf) == keys(schema)
+
+
+def test_defaults_validate_and_top_level_lr_reg_flow_into_groups():
+    cfg = to_pipeline_config(composed(["lr=0.05", "reg=1e-4"]))
+    assert cfg.optimizer.lr == 0.05 and cfg.model.reg == 1e-4
+    assert dataclasses.is_dataclass(cfg)
+
+
+def test_experiment_course_baseline_composes():
+    cfg = to_pipeline_config(composed(["+experiment=course_baseline"]))
+    assert cfg.model.activation == "sigmoid" and cfg.model.hidden_size == [100]
+    assert cfg.optimizer.name == "sgd"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["+model.hidden_sizes=[3]"], "model.hidden_sizes"),
+        (["solver.epochs=ten"], "solver.epochs"),
+        (["lr=0"], "optimizer.lr=0.0 is not allowed: expected a learning rate > 0"),
+        (["lr=-1e-3"], "optimizer.lr"),
+        (["data.split.train=0.5"], "fractions summing to 1"),
+        (["model.hidden_size=[512,0]"], "model.hidden_size"),
+        (["model.activation=swish"], "model.activation='swish' is not allowed: expected one of"),
+        (["optimizer.name=rmsprop"], "optimizer.name"),
+        (["solver.schedule=linear"], "solver.schedule"),
+        (["model.dropout=1.5"], "model.dropout"),
+        (["data.limit_files=0"], "data.limit_files"),
+    ],
+)
+def test_impossible_configs_are_refused_naming_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        to_pipeline_config(composed(overrides))
+
+
+def test_a_stage_refuses_bad_config_before_any_work(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "stages" / "train.py"), "lr=-1", f"hydra.run.dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "optimizer.lr=-1.0 is not allowed" in result.stderr
+    assert not (tmp_path / "models").exists()

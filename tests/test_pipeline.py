@@ -1,0 +1,214 @@
+"""End to end: real `dvc repro`, `dvc exp run`, Hydra multiruns, on a small real subset
+of the shared CIFAR-10 archive, in a temporary git repository holding a copy of the
+project."""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from npdl import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
+SMALL = [
+    "data.limit_files=600",
+    "solver.epochs=2",
+    "model.hidden_size=[64]",
+    "solver.batch_size=64",
+]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not SHARED_ARCHIVE.exists(), reason=f"needs {SHARED_ARCHIVE}"),
+]
+
+
+def sh(args, cwd, check=True):
+    env = {**os.environ, "CIFAR10_SOURCE": str(SHARED_ARCHIVE)}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def project_files():
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    # Artifacts of earlier runs in a working copy are not part of the project.
+    skip = ("tests/", ".ci/", "data/", "models/", "metrics/", "outputs/", "multirun/")
+    return [p for p in listed if (ROOT / p).is_file() and not p.startswith(skip)]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A git + DVC repo holding the project, with params.yaml shrunk for speed, after
+    one `dvc repro` committed as the baseline."""
+    repo = tmp_path_factory.mktemp("project")
+    for rel in project_files():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, repo / rel)
+    sh(["git", "init", "-q"], repo)
+    sh(["git", "config", "user.email", "test@example.com"], repo)
+    sh(["git", "config", "user.name", "test"], repo)
+    sh(["dvc", "config", "--local", "core.site_cache_dir", str(repo / ".site-cache")], repo)
+    # Shrink conf/ itself, so `dvc exp run` (which recomposes conf/) stays small too.
+    for rel, old, new in [
+        ("conf/data/cifar10.yaml", "limit_files: null", "limit_files: 600"),
+        ("conf/solver/default.yaml", "epochs: 10", "epochs: 2"),
+        ("conf/solver/default.yaml", "batch_size: 256", "batch_size: 64"),
+        ("conf/model/mlp.yaml", "hidden_size: [512, 256]", "hidden_size: [64]"),
+    ]:
+        path = repo / rel
+        assert old in path.read_text(), (rel, old)
+        path.write_text(path.read_text().replace(old, new))
+    sh([sys.executable, "stages/compose_params.py"], repo)
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "commit", "-qm", "project"], repo)
+    first = sh(["dvc", "repro"], repo)
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "commit", "-qm", "baseline"], repo)
+    return repo, first.stdout
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text())
+
+
+def digest(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_repro_runs_every_stage_and_writes_every_output(project):
+    repo, log = project
+    for stage in ["prepare-split", "normalize", "tune", "train", "evaluate"]:
+        assert f"Running stage '{stage}'" in log
+    manifest = read_json(repo / "data/prepared/manifest.json")
+    assert manifest["counts"] == {"train": 480, "val": 60, "test": 60}
+    train, evaluate = (
+        read_json(repo / "metrics/train.json"),
+        read_json(repo / "metrics/evaluate.json"),
+    )
+    assert 0.1 < train["val_acc"] <= 1 and train["epochs_run"] == 2
+    assert evaluate["n"] == 60 and set(evaluate["per_class_accuracy"]) == set(manifest["classes"])
+    history = (repo / "metrics/train_history.csv").read_text().splitlines()
+    assert history[0] == "epoch,train_loss,train_acc,val_loss,val_acc,lr" and len(history) == 3
+    assert len((repo / "metrics/confusion.csv").read_text().splitlines()) == 61
+    assert load_model(repo / "models/model.npz").metadata["data_hash"] == manifest["content_hash"]
+    # Nothing of Hydra's lands in the project.
+    assert not (repo / "outputs").exists() and not (repo / ".hydra").exists()
+
+
+def test_second_repro_runs_nothing(project):
+    repo, _ = project
+    log = sh(["dvc", "repro"], repo).stdout
+    assert "Running stage" not in log, log
+
+
+def test_dvc_plots_render(project):
+    repo, _ = project
+    sh(["dvc", "plots", "show", "-o", str(repo / "plots_html")], repo)
+    html = (repo / "plots_html" / "index.html").read_text()
+    for plot_id in ["Loss_per_epoch", "Accuracy_per_epoch", "Confusion_matrix__test_split_"]:
+        assert f"vegaEmbed('#{plot_id}'" in html
+    assert '"val_loss"' in html and '"predicted"' in html  # the data, not only the frames
+
+
+def test_multirun_writes_per_job_outputs_and_leaves_tracked_ones_alone(project):
+    repo, _ = project
+    tracked = {p: digest(repo / p) for p in ["models/model.npz", "metrics/train.json"]}
+    sweep = repo / "multirun" / "test"
+    sh(
+        [
+            sys.executable,
+            "stages/train.py",
+            "-m",
+            "lr=1e-3,1e-4",
+            "reg=1e-5,1e-6",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        repo,
+    )
+    metrics = sorted(sweep.glob("*/metrics/train.json"))
+    assert len(metrics) == 4
+    assert len({read_json(m)["val_loss"] for m in metrics}) == 4
+    assert len(list(sweep.glob("*/models/model.npz"))) == 4
+    assert {p: digest(repo / p) for p in tracked} == tracked
+    assert "multirun" in (repo / ".gitignore").read_text()
+
+
+def test_forced_repro_is_reproducible_to_the_byte(project):
+    repo, _ = project
+    before = read_json(repo / "metrics/train.json"), read_json(repo / "metrics/evaluate.json")
+    model = digest(repo / "models/model.npz")
+    sh(["dvc", "repro", "--force"], repo)
+    after = read_json(repo / "metrics/train.json"), read_json(repo / "metrics/evaluate.json")
+    # Wall time is the one figure that cannot repeat.
+    for metrics in (before[0], after[0]):
+        metrics.pop("seconds")
+    assert after == before
+    assert digest(repo / "models/model.npz") == model
+
+
+def test_evaluate_any_folder_matches_an_independent_computation(project, tmp_path):
+    repo, _ = project
+    # A held-out folder: real images the pipeline never read (beyond limit_files).
+    images = np.load(repo / "data/prepared/test_images.npy")
+    labels = np.load(repo / "data/prepared/test_labels.npy")
+    classes = read_json(repo / "data/prepared/manifest.json")["classes"]
+    folder = tmp_path / "heldout"
+    for i, (image, label) in enumerate(zip(images[:40], labels[:40], strict=True)):
+        (folder / classes[label]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / classes[label] / f"{i}.png")
+    out = tmp_path / "scores.json"
+    sh(
+        [
+            sys.executable,
+            "stages/evaluate.py",
+            f"evaluate.source={folder}",
+            f"evaluate.metrics_path={out}",
+        ],
+        repo,
+    )
+    reported = read_json(out)
+    # Independently: decode with Pillow, standardise with NumPy, forward, argmax.
+    model = load_model(repo / "models/model.npz")
+    mean, std = model.preprocessing["mean"], model.preprocessing["std"]
+    correct = total = 0
+    for class_dir in sorted(folder.iterdir()):
+        for file in sorted(class_dir.iterdir()):
+            x = (np.asarray(Image.open(file).convert("RGB"), np.float64) / 255 - mean) / std
+            predicted = model.forward(x.reshape(1, -1)).argmax()
+            correct += int(classes[predicted] == class_dir.name)
+            total += 1
+    assert reported["n"] == total == 40
+    assert reported["accuracy"] == pytest.approx(correct / total)
+
+
+def test_exp_run_with_set_param_changes_metrics(project):
+    repo, _ = project
+    baseline = read_json(repo / "metrics/train.json")
+    result = sh(["dvc", "exp", "run", "-S", "lr=0.01", "-n", "higher-lr"], repo)
+    assert "Running stage 'train'" in result.stdout
+    assert "Running stage 'prepare-split'" not in result.stdout
+    changed = read_json(repo / "metrics/train.json")
+    assert changed["val_loss"] != baseline["val_loss"]
+    diff = sh(["dvc", "metrics", "diff", "HEAD", "--precision", "6", "--json"], repo).stdout
+    assert "val_loss" in json.loads(diff)["metrics/train.json"]
+    show = sh(["dvc", "exp", "show", "--no-pager", "--json"], repo).stdout
+    assert "higher-lr" in show
+    assert "lr: 0.01" in (repo / "params.yaml").read_text()
