@@ -12,6 +12,8 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -39,10 +41,38 @@ def to_pipeline_config(cfg: DictConfig) -> PipelineConfig:
     return validate_config(config)
 
 
+#: Top-level shortcuts and the keys they set (conf/config.yaml interpolates them).
+SHORTCUTS = {"lr": "optimizer.lr", "reg": "model.reg"}
+
+
+def apply_overrides(cfg: PipelineConfig, overrides: dict[str, str]) -> PipelineConfig:
+    """``cfg`` with ``key -> override text`` applied, except keys set on this run's
+    command line (those win), then validated again."""
+    typed = {
+        o.get_key_element().lstrip("+~")
+        for o in _parser().parse_overrides(list(HydraConfig.get().overrides.task))
+    }
+    typed |= {SHORTCUTS[key] for key in typed if key in SHORTCUTS}
+    node = OmegaConf.structured(cfg)
+    for key, text in overrides.items():
+        if key not in typed:
+            OmegaConf.update(node, key, _parser().parse_override(f"{key}={text}").value())
+    return to_pipeline_config(node)
+
+
+def _parser() -> OverridesParser:
+    return OverridesParser.create()
+
+
 def project_path(relative: str) -> Path:
     """A configured path, relative paths taken from the project root."""
     path = Path(relative)
     return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def in_multirun() -> bool:
+    """Whether this job is one of a Hydra multirun (a sweep)."""
+    return HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def run_dir() -> Path:
@@ -52,7 +82,8 @@ def run_dir() -> Path:
 
 
 def stage_main(run):
-    """Wrap ``run(cfg: PipelineConfig)`` as a Hydra app over ``conf/``.
+    """Wrap ``run(cfg: PipelineConfig)`` as a Hydra app over ``conf/``; the job returns
+    what ``run`` returns (sweepers read it).
 
     Configuration and data errors end the process with a one-line message (exit 2)
     instead of a traceback.
@@ -60,11 +91,13 @@ def stage_main(run):
 
     @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
     @functools.wraps(run)
-    def main(cfg: DictConfig) -> None:
+    def main(cfg: DictConfig):
         try:
             config = to_pipeline_config(cfg)
-            run(config)
+            return run(config)
         except (ConfigError, FileNotFoundError, ValueError, ConnectionError) as error:
+            if in_multirun():
+                raise  # Hydra records the job as failed; the sweeper reports it
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
 

@@ -1,48 +1,58 @@
 """train: train ``ClassificationNet`` with the ``Solver`` on the train split (val for
 model selection) -> ``models/model.npz``, ``metrics/train.json``,
 ``metrics/train_history.csv``. Under DVC they land in the project; run directly
-(``python stages/train.py -m lr=1e-3,1e-4``) in each job's Hydra folder."""
+(``python stages/train.py -m lr=1e-3,1e-4``) in each job's Hydra folder.
+
+Training goes through the trial cache: a configuration trained before (on the same
+data, same library version) is not trained again, and a killed run resumes from its
+last epoch's checkpoint. In a sweep a failed trial is reported, not raised.
+
+With ``tune.enabled`` a single run applies ``models/tune/best_overrides.json`` (the
+tune stage's winner) on top of the configuration; keys given on the command line
+win over it."""
 
 from __future__ import annotations
 
-import time
-
-from common import project_path, run_dir, stage_main
+from common import apply_overrides, in_multirun, project_path, run_dir, stage_main
 from npdl.config import PipelineConfig
-from npdl.io import save_csv, save_json
-from npdl.prepared import load_manifest, load_split
-from npdl.preprocessing import load_normalization
-from npdl.training import train_model
+from npdl.io import load_json, save_csv, save_json
+from npdl.network import load_model
+from npdl.search.cache import TrialCache
+from npdl.search.trials import load_trial_data, run_trial
 
 HISTORY_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
+METRIC_FIELDS = ["status", "val_acc", "val_loss", "best_epoch", "epochs", "seconds", "cache_hit"]
+
+
+def tuned(cfg: PipelineConfig) -> PipelineConfig:
+    """The configuration with the tune stage's best hyperparameters applied."""
+    path = project_path(cfg.paths.models) / "tune" / "best_overrides.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"tune.enabled is true but {path} does not exist: run the tune stage "
+            "(`dvc repro tune`) or set tune.enabled=false"
+        )
+    best = load_json(path)["overrides"] or {}
+    if best:
+        print(f"applying the tuned hyperparameters: {best}")
+    return apply_overrides(cfg, best)
 
 
 def run(cfg: PipelineConfig) -> dict:
-    start = time.perf_counter()
-    data = project_path(cfg.paths.data)
-    manifest = load_manifest(data / "prepared")
-    stats = load_normalization(data / "normalized" / "stats.json")
-    model, solver = train_model(
-        cfg,
-        load_split(data / "prepared", "train", mmap=False),
-        load_split(data / "prepared", "val", mmap=False),
-        manifest["classes"],
-        stats,
-    )
-    model.metadata["data_hash"] = manifest["content_hash"]
+    if cfg.tune.enabled and not in_multirun():
+        cfg = tuned(cfg)
+    data = load_trial_data(project_path(cfg.paths.data), cfg.solver.train_fraction)
+    cache = TrialCache(project_path(cfg.paths.trial_cache))
+    result = run_trial(cfg, data, cache, verbose=True)
+    metrics = {key: result[key] for key in METRIC_FIELDS}
     out = run_dir()
-    model.save_model(out / cfg.paths.models / "model.npz")
-    best = solver.best_model_stats or {}
-    metrics = {
-        "val_acc": best.get("val_acc"),
-        "val_loss": best.get("val_loss"),
-        "best_epoch": solver.best_epoch,
-        "epochs_run": solver.epoch,
-        "status": solver.status,
-        "seconds": round(time.perf_counter() - start, 1),
-    }
     save_json(out / cfg.paths.metrics / "train.json", metrics)
-    history = [{k: row[k] for k in HISTORY_FIELDS} for row in solver.history]
+    if result["status"] == "failed":
+        if in_multirun():
+            return metrics  # the sweep goes on; the traceback is in the trial cache
+        raise RuntimeError(f"training failed: {result['error']}")
+    load_model(result["model_path"]).save_model(out / cfg.paths.models / "model.npz")
+    history = [{k: row[k] for k in HISTORY_FIELDS} for row in result["history"]]
     save_csv(out / cfg.paths.metrics / "train_history.csv", history, HISTORY_FIELDS)
     print(f"trained: {metrics}")
     return metrics

@@ -1,19 +1,78 @@
-"""tune: hyperparameter search on the train/val splits.
+"""tune: hyperparameter search on the train/val splits -> ``models/tune/``
+(``leaderboard.csv``, ``leaderboard.md``, ``best_overrides.json``).
 
-Until the search lands (issue 4) this stage passes the configured hyperparameters
-through unchanged: it writes an empty set of overrides for the train stage."""
+The search is a Hydra multirun of the train stage with npdl's sweeper for
+``tune.sampler`` (grid, random or halving), so the tune stage and the command line
+share one implementation and one trial cache: rerunning a finished search trains
+nothing, and a search killed midway continues where it stopped. With
+``tune.enabled=false`` the configured hyperparameters pass through unchanged."""
 
 from __future__ import annotations
 
-from common import run_dir, stage_main
+import shutil
+import subprocess
+import sys
+import time
+
+from common import PROJECT_ROOT, project_path, run_dir, stage_main
 from npdl.config import PipelineConfig
-from npdl.io import save_json
+from npdl.io import load_json, save_json
+
+SWEEPERS = {"grid": "npdl_grid", "random": "npdl_random", "halving": "npdl_halving"}
+REPORTS = ("leaderboard.csv", "leaderboard.md", "best_overrides.json")
+
+
+def sweep_command(cfg: PipelineConfig, sweep_dir) -> list[str]:
+    """The train stage's multirun that performs the configured search."""
+    tune = cfg.tune
+    args = [
+        sys.executable,
+        str(PROJECT_ROOT / "stages" / "train.py"),
+        "--config-dir",
+        str(PROJECT_ROOT),
+        "--config-name",
+        "params",
+        "--multirun",
+        f"hydra/sweeper={SWEEPERS[tune.sampler]}",
+        f"hydra.sweep.dir={sweep_dir}",
+        f"hydra.sweeper.seed={tune.seed}",
+        f"hydra.sweeper.metric={tune.metric}",
+        f"hydra.sweeper.fail_fast={str(tune.fail_fast).lower()}",
+        f"solver.train_fraction={tune.train_fraction}",
+    ]
+    if tune.sampler == "halving":
+        args += [
+            f"hydra.sweeper.n_configs={tune.n_trials}",
+            f"hydra.sweeper.eta={tune.eta}",
+            f"hydra.sweeper.min_epochs={tune.min_epochs}",
+            f"hydra.sweeper.max_epochs={tune.epochs}",
+        ]
+    else:
+        args.append(f"solver.epochs={tune.epochs}")
+        if tune.sampler == "random":
+            args.append(f"hydra.sweeper.n_trials={tune.n_trials}")
+    if tune.n_jobs > 1:
+        args += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={tune.n_jobs}"]
+    return args + [f"{key}={value}" for key, value in tune.space.items()]
 
 
 def run(cfg: PipelineConfig) -> dict:
-    best = {"search": "disabled", "overrides": {}}
-    save_json(run_dir() / cfg.paths.models / "tune" / "best_overrides.json", best)
-    print("tuning disabled: training with the configured hyperparameters")
+    out = run_dir() / cfg.paths.models / "tune"
+    if not cfg.tune.enabled:
+        best = {"sampler": "disabled", "overrides": {}}
+        shutil.rmtree(out, ignore_errors=True)
+        save_json(out / "best_overrides.json", best)
+        print("tuning disabled: training with the configured hyperparameters")
+        return best
+    sweep_dir = project_path(cfg.paths.cache) / "tune-sweeps" / time.strftime("%Y%m%d-%H%M%S")
+    subprocess.run(sweep_command(cfg, sweep_dir), check=True, cwd=PROJECT_ROOT)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in REPORTS:
+        shutil.copyfile(sweep_dir / name, out / f".{name}.tmp")
+        (out / f".{name}.tmp").replace(out / name)
+    best = load_json(out / "best_overrides.json")
+    if not best["overrides"]:
+        raise RuntimeError(f"no trial of the search succeeded; see {sweep_dir}")
     return best
 
 

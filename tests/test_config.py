@@ -36,7 +36,7 @@ def test_conf_lists_every_schema_key():
         out = set()
         for key, value in node.items():
             out.add(prefix + key)
-            if isinstance(value, dict) and key not in ("split", "activation_kwargs"):
+            if isinstance(value, dict) and key not in ("split", "activation_kwargs", "space"):
                 out |= keys(value, f"{prefix}{key}.")
         return out
 

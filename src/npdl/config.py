@@ -39,6 +39,7 @@ class PathsConfig:
 
     data: str = "data"
     cache: str = ".cache/npdl"
+    trial_cache: str = ".cache/npdl/trial-cache"
     models: str = "models"
     metrics: str = "metrics"
 
@@ -105,7 +106,9 @@ class SolverConfig:
     step_size: int = 10
     gamma: float = 0.1
     min_lr: float = 0.0
+    schedule_epochs: Optional[int] = None
     label_smoothing: float = 0.0
+    train_fraction: float = 1.0
     hflip: bool = False
     crop_padding: int = 0
     seed: int = 0
@@ -113,9 +116,26 @@ class SolverConfig:
 
 @dataclass
 class TuneConfig:
-    """tune: hyperparameter search before training (pass-through while disabled)."""
+    """tune: hyperparameter search on train/val before the final training.
+
+    ``space`` maps config keys to Hydra sweep syntax (``choice(...)``, ``a,b``,
+    ``interval(a,b)``, ``tag(log, interval(a,b))``). Use the real keys
+    (``optimizer.lr``, ``model.reg``): the stages read the resolved params.yaml, where
+    the top-level shortcuts ``lr``/``reg`` no longer reach the groups.
+    """
 
     enabled: bool = False
+    sampler: str = "halving"
+    space: dict[str, str] = field(default_factory=dict)
+    n_trials: int = 27
+    seed: int = 0
+    epochs: int = 9
+    min_epochs: int = 1
+    eta: int = 3
+    train_fraction: float = 1.0
+    metric: str = "val_acc"
+    n_jobs: int = 1
+    fail_fast: bool = False
 
 
 @dataclass
@@ -146,6 +166,7 @@ class PipelineConfig:
 
 
 NORMALIZE_METHODS = ("standardize",)
+SAMPLERS = ("grid", "random", "halving")
 
 
 def _check(condition: bool, key: str, value, expected: str) -> None:
@@ -228,11 +249,49 @@ def validate_config(cfg: PipelineConfig) -> PipelineConfig:
     _check(solver.step_size > 0, "solver.step_size", solver.step_size, ">= 1")
     _check(solver.min_lr >= 0, "solver.min_lr", solver.min_lr, ">= 0")
     _check(
+        solver.schedule_epochs is None or solver.schedule_epochs > 0,
+        "solver.schedule_epochs",
+        solver.schedule_epochs,
+        "a positive number of epochs or null",
+    )
+    _check(
         0 <= solver.label_smoothing < 1,
         "solver.label_smoothing",
         solver.label_smoothing,
         "a value in [0, 1)",
     )
+    _check(
+        0 < solver.train_fraction <= 1,
+        "solver.train_fraction",
+        solver.train_fraction,
+        "a fraction in (0, 1]",
+    )
     _check(solver.crop_padding >= 0, "solver.crop_padding", solver.crop_padding, ">= 0")
+    tune = cfg.tune
+    _one_of("tune.sampler", tune.sampler, SAMPLERS)
+    if tune.enabled:
+        _check(
+            len(tune.space) > 0,
+            "tune.space",
+            tune.space,
+            "at least one key to search, e.g. {optimizer.lr: 'tag(log, interval(1e-5, 1e-2))'}",
+        )
+    _check(tune.n_trials > 0, "tune.n_trials", tune.n_trials, "a positive number of trials")
+    _check(tune.epochs > 0, "tune.epochs", tune.epochs, "a positive number of epochs")
+    _check(
+        0 < tune.min_epochs <= tune.epochs,
+        "tune.min_epochs",
+        tune.min_epochs,
+        f"between 1 and tune.epochs ({tune.epochs})",
+    )
+    _check(tune.eta >= 2, "tune.eta", tune.eta, "a reduction factor >= 2")
+    _check(
+        0 < tune.train_fraction <= 1,
+        "tune.train_fraction",
+        tune.train_fraction,
+        "a fraction in (0, 1]",
+    )
+    _one_of("tune.metric", tune.metric, ("val_acc", "val_loss"))
+    _check(tune.n_jobs >= 1, "tune.n_jobs", tune.n_jobs, ">= 1")
     _check(cfg.evaluate.batch_size > 0, "evaluate.batch_size", cfg.evaluate.batch_size, "> 0")
     return cfg

@@ -210,6 +210,9 @@ class Solver:
         """
         schedule = self._schedule(self.epoch + epochs)
         self.status = "completed"
+        if patience is not None and self.current_patience >= patience:
+            epochs = 0  # resumed from a state that had already run out of patience
+            self.status = "early_stopped"
         for _ in range(epochs):
             start = time.perf_counter()
             lr = schedule(self.global_step)

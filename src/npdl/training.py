@@ -8,7 +8,9 @@ Turns the config dataclasses of :mod:`npdl.config` into a model, loaders and a
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -83,7 +85,7 @@ def build_solver(
         step_size=solver.step_size,
         gamma=solver.gamma,
         min_lr=solver.min_lr,
-        schedule_epochs=solver.epochs,
+        schedule_epochs=solver.schedule_epochs or solver.epochs,
         monitor=solver.monitor,
         callbacks=callbacks,
     )
@@ -95,13 +97,13 @@ def make_loaders(
     classes: list[str],
     preprocessing: dict[str, np.ndarray],
     solver: SolverConfig,
-    rng: np.random.Generator,
+    augment_rng: np.random.Generator,
+    shuffle_rng: np.random.Generator,
 ) -> tuple[DataLoader, DataLoader]:
     """Shuffled, augmented training loader and a plain validation loader.
 
     ``train`` and ``val`` are (uint8 images (N, H, W, 3), int64 labels (N,)).
     """
-    augment_rng, shuffle_rng = rng.spawn(2)
     image_size = train[0].shape[1]
     train_set = ImageFolderDataset.from_arrays(
         train[0],
@@ -120,6 +122,81 @@ def make_loaders(
     )
 
 
+@dataclass
+class TrainingRun:
+    """A model, its solver and every random generator training draws from.
+
+    ``state()``/``load_state()`` capture all of it, so a run resumed from a
+    checkpoint continues exactly as if it had never stopped.
+    """
+
+    model: ClassificationNet
+    solver: Solver
+    generators: dict[str, np.random.Generator]
+
+    def state(self) -> dict[str, np.ndarray]:
+        state = self.solver.state_dict()
+        for name, generator in self.generators.items():
+            state[f"rng/{name}"] = np.array(json.dumps(generator.bit_generator.state))
+        state["status"] = np.array(self.solver.status or "")
+        return state
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.solver.load_state_dict(
+            {k: v for k, v in state.items() if not k.startswith("rng/") and k != "status"}
+        )
+        for name, generator in self.generators.items():
+            generator.bit_generator.state = json.loads(str(state[f"rng/{name}"]))
+        self.solver.status = str(state["status"]) or None
+
+
+def build_training(
+    cfg: PipelineConfig,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    classes: list[str],
+    preprocessing: dict[str, np.ndarray],
+    callbacks: Iterable[Callable] = (),
+    verbose: bool = True,
+) -> TrainingRun:
+    """Model, loaders and solver as configured, all seeded from ``cfg.solver.seed``.
+
+    ``train`` and ``val`` are (uint8 images (N, H, W, 3), int64 labels (N,)).
+    """
+    init_rng, augment_rng, shuffle_rng = np.random.default_rng(cfg.solver.seed).spawn(3)
+    input_size = int(np.prod(train[0].shape[1:]))
+    model = build_model(cfg.model, input_size, len(classes), init_rng)
+    model.class_names = list(classes)
+    model.preprocessing = dict(preprocessing)
+    train_loader, val_loader = make_loaders(
+        train, val, classes, preprocessing, cfg.solver, augment_rng, shuffle_rng
+    )
+    solver = build_solver(
+        model, train_loader, val_loader, cfg.optimizer, cfg.solver, callbacks, verbose
+    )
+    # The model's generator draws the dropout masks.
+    generators = {"augment": augment_rng, "shuffle": shuffle_rng, "dropout": model.rng}
+    return TrainingRun(model, solver, generators)
+
+
+def training_metadata(cfg: PipelineConfig, solver: Solver) -> dict:
+    """What a saved model records about how it was trained."""
+    return {
+        "config": training_config(cfg),
+        "status": solver.status,
+        "best_epoch": solver.best_epoch,
+    }
+
+
+def training_config(cfg: PipelineConfig) -> dict:
+    """The parts of the configuration that decide the trained weights."""
+    return {
+        "model": dataclasses.asdict(cfg.model),
+        "optimizer": dataclasses.asdict(cfg.optimizer),
+        "solver": dataclasses.asdict(cfg.solver),
+    }
+
+
 def train_model(
     cfg: PipelineConfig,
     train: tuple[np.ndarray, np.ndarray],
@@ -133,25 +210,7 @@ def train_model(
 
     ``train`` and ``val`` are (uint8 images (N, H, W, 3), int64 labels (N,)).
     """
-    init_rng, data_rng = np.random.default_rng(cfg.solver.seed).spawn(2)
-    input_size = int(np.prod(train[0].shape[1:]))
-    model = build_model(cfg.model, input_size, len(classes), init_rng)
-    model.class_names = list(classes)
-    model.preprocessing = dict(preprocessing)
-    train_loader, val_loader = make_loaders(
-        train, val, classes, preprocessing, cfg.solver, data_rng
-    )
-    solver = build_solver(
-        model, train_loader, val_loader, cfg.optimizer, cfg.solver, callbacks, verbose
-    )
-    solver.train(epochs=cfg.solver.epochs, patience=cfg.solver.patience)
-    model.metadata = {
-        "config": {
-            "model": dataclasses.asdict(cfg.model),
-            "optimizer": dataclasses.asdict(cfg.optimizer),
-            "solver": dataclasses.asdict(cfg.solver),
-        },
-        "status": solver.status,
-        "best_epoch": solver.best_epoch,
-    }
-    return model, solver
+    run = build_training(cfg, train, val, classes, preprocessing, callbacks, verbose)
+    run.solver.train(epochs=cfg.solver.epochs, patience=cfg.solver.patience)
+    run.model.metadata = training_metadata(cfg, run.solver)
+    return run.model, run.solver

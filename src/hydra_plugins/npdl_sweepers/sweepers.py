@@ -1,0 +1,274 @@
+"""Grid, random and successive-halving sweepers on Hydra's Sweeper interface.
+
+The search space comes from the command line (or ``hydra.sweeper.params``) in Hydra's
+override grammar: ``choice(...)``, ``range(...)``, ``a,b,c``, ``interval(a,b)``,
+``tag(log, interval(a,b))``; other overrides are passed to every trial. Trials run
+through the configured launcher, so ``hydra/launcher=joblib`` parallelises any search.
+Each trial's task function returns its metrics dict (``status``, ``val_acc``,
+``val_loss``, ``epochs``, ``seconds``, ``cache_hit``); at the end the sweeper writes
+``leaderboard.csv``, ``leaderboard.md`` and ``best_overrides.json`` into the sweep
+folder and prints the top of the leaderboard.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+from npdl.io import save_json
+from npdl.search.halving import successive_halving
+from npdl.search.leaderboard import (
+    format_table,
+    rank_trials,
+    write_leaderboard_csv,
+    write_leaderboard_md,
+)
+from npdl.search.spaces import Choice, Interval, grid_points, sample_points
+
+log = logging.getLogger(__name__)
+
+
+def parse_space(lines: list[str], parser: OverridesParser) -> tuple[dict, list[str]]:
+    """Split overrides into a search space and overrides fixed for every trial.
+
+    Returns
+    -------
+    space : dict key -> Choice (of override strings) or Interval
+    fixed : list of ``key=value`` strings
+    """
+    space: dict[str, Choice | Interval] = {}
+    fixed: list[str] = []
+    for override in parser.parse_overrides(lines):
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            fixed.append(f"{key}={override.get_value_element_as_str()}")
+        elif override.is_interval_sweep():
+            sweep = override.value()
+            integer = isinstance(sweep.start, int) and isinstance(sweep.end, int)
+            space[key] = Interval(
+                float(sweep.start), float(sweep.end), log="log" in sweep.tags, integer=integer
+            )
+        else:
+            space[key] = Choice(tuple(override.sweep_string_iterator()))
+    return space, fixed
+
+
+def format_value(value: Any) -> str:
+    """A value as override text (a choice's text is override text already)."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "null"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(format_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{format_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    return repr(float(value))
+
+
+class _SearchSweeper(Sweeper):
+    """Shared machinery: parsing, launching batches, recording and reporting trials."""
+
+    sampler = "search"
+
+    def __init__(
+        self,
+        seed: int = 0,
+        metric: str = "val_acc",
+        fail_fast: bool = False,
+        params: dict | None = None,
+        **options,
+    ):
+        super().__init__()
+        self.seed, self.metric, self.fail_fast = seed, metric, fail_fast
+        self.params = dict(params or {})
+        self.options = options
+        self.rows: list[dict] = []
+        self.job_index = 0
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.hydra_context, self.config = hydra_context, config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def sweep(self, arguments: list[str]) -> list[dict]:
+        self.parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        lines = [f"{key}={value}" for key, value in self.params.items()] + list(arguments)
+        space, self.fixed = parse_space(lines, self.parser)
+        if not space:
+            raise ValueError(
+                f"{type(self).__name__} got an empty search space; give at least one "
+                "sweep override, e.g. lr='tag(log, interval(1e-5, 1e-2))' or reg=1e-5,1e-4"
+            )
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        log.info("%s search over %s", self.sampler, ", ".join(space))
+        best = self.search(space)
+        self.report(sweep_dir, best)
+        return self.rows
+
+    def search(self, space: dict) -> dict:
+        """Run the trials; return the best point (key -> override text)."""
+        raise NotImplementedError
+
+    def run_batch(self, points: list[dict], extra: list[str] = ()) -> list[dict]:
+        """Launch one trial per point (plus ``extra`` overrides); record and return rows."""
+        batch = [
+            [*self.fixed, *extra, *(f"{k}={format_value(v)}" for k, v in point.items())]
+            for point in points
+        ]
+        returns = self.launcher.launch(batch, initial_job_idx=self.job_index)
+        self.job_index += len(batch)
+        rows = []
+        for point, job in zip(points, returns, strict=True):
+            try:
+                value = dict(job.return_value or {})
+            except Exception as error:  # the job raised: a failed trial
+                if self.fail_fast:
+                    raise
+                value = {"status": "failed", "error": f"{type(error).__name__}: {error}"}
+            row = {
+                "overrides": {k: self.typed(k, v) for k, v in point.items()},
+                "status": value.get("status", "failed"),
+                "val_acc": value.get("val_acc"),
+                "val_loss": value.get("val_loss"),
+                "epochs": value.get("epochs"),
+                "seconds": value.get("seconds"),
+                "cache_hit": bool(value.get("cache_hit", False)),
+            }
+            if row["status"] == "failed" and self.fail_fast:
+                raise RuntimeError(f"trial {row['overrides']} failed: {value.get('error')}")
+            rows.append(row)
+        self.rows.extend(rows)
+        return rows
+
+    def typed(self, key: str, value: Any) -> Any:
+        """The value an override sets (a choice's text parsed as Hydra would)."""
+        if not isinstance(value, str):
+            return value
+        parsed = self.parser.parse_override(f"{key}={value}").value()
+        return OmegaConf.to_container(parsed) if OmegaConf.is_config(parsed) else parsed
+
+    def score(self, row: dict) -> float | None:
+        value = row.get(self.metric)
+        return None if row["status"] != "ok" or value is None else float(value)
+
+    def report(self, sweep_dir: Path, best: dict | None) -> None:
+        ranked = rank_trials(self.rows, metric=self.metric)
+        write_leaderboard_csv(sweep_dir / "leaderboard.csv", ranked)
+        write_leaderboard_md(
+            sweep_dir / "leaderboard.md",
+            ranked,
+            title=f"{self.sampler} search: {len(ranked)} trials",
+        )
+        hits = sum(row["cache_hit"] for row in self.rows)
+        save_json(
+            sweep_dir / "best_overrides.json",
+            {
+                "sampler": self.sampler,
+                "metric": self.metric,
+                "overrides": best,
+                "trials": len(self.rows),
+                "cache_hits": hits,
+                "epochs_trained": sum(
+                    row["epochs"] or 0 for row in self.rows if not row["cache_hit"]
+                ),
+            },
+        )
+        print(format_table(ranked, top=10), flush=True)
+        print(
+            f"{len(self.rows)} trials, {hits} from the cache; best: {json.dumps(best)}", flush=True
+        )
+
+    def best_of(self, rows: list[dict]) -> dict | None:
+        ranked = [row for row in rank_trials(rows, metric=self.metric) if row["status"] == "ok"]
+        if not ranked:
+            return None
+        return {k: format_value(v) for k, v in ranked[0]["overrides"].items()}
+
+
+class GridSweeper(_SearchSweeper):
+    """Every combination of the choices (no intervals)."""
+
+    sampler = "grid"
+
+    def search(self, space: dict) -> dict | None:
+        return self.best_of(self.run_batch(grid_points(space)))
+
+
+class RandomSweeper(_SearchSweeper):
+    """``n_trials`` points drawn with ``seed``; growing ``n_trials`` only adds points."""
+
+    sampler = "random"
+
+    def __init__(self, n_trials: int = 10, **kwargs):
+        super().__init__(**kwargs)
+        if n_trials <= 0:
+            raise ValueError(f"hydra.sweeper.n_trials must be > 0, got {n_trials}")
+        self.n_trials = n_trials
+
+    def search(self, space: dict) -> dict | None:
+        points = sample_points(space, self.n_trials, np.random.default_rng(self.seed))
+        return self.best_of(self.run_batch(points))
+
+
+class HalvingSweeper(_SearchSweeper):
+    """Successive halving; each rung is one launcher batch, promotions resume."""
+
+    sampler = "halving"
+
+    def __init__(
+        self,
+        n_configs: int = 27,
+        eta: int = 3,
+        min_epochs: int = 1,
+        max_epochs: int = 27,
+        epochs_key: str = "solver.epochs",
+        horizon_key: str | None = "solver.schedule_epochs",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if n_configs <= 0:
+            raise ValueError(f"hydra.sweeper.n_configs must be > 0, got {n_configs}")
+        self.n_configs, self.eta = n_configs, eta
+        self.min_epochs, self.max_epochs = min_epochs, max_epochs
+        self.epochs_key, self.horizon_key = epochs_key, horizon_key
+
+    def search(self, space: dict) -> dict | None:
+        points = sample_points(space, self.n_configs, np.random.default_rng(self.seed))
+        horizon = [f"{self.horizon_key}={self.max_epochs}"] if self.horizon_key else []
+
+        def run_rung(requests):
+            by_budget: dict[int, list[int]] = {}
+            for position, (_, _, epochs) in enumerate(requests):
+                by_budget.setdefault(epochs, []).append(position)
+            scores: list[float | None] = [None] * len(requests)
+            for epochs, positions in by_budget.items():
+                rows = self.run_batch(
+                    [requests[p][1] for p in positions], [*horizon, f"{self.epochs_key}={epochs}"]
+                )
+                for position, row in zip(positions, rows, strict=True):
+                    scores[position] = self.score(row)
+            return scores
+
+        result = successive_halving(points, self.min_epochs, self.max_epochs, self.eta, run_rung)
+        if result.best is None:
+            return None
+        return {k: format_value(v) for k, v in points[result.best[0]].items()}

@@ -1,0 +1,234 @@
+"""The leaderboard of a search: trials ranked best-first, as CSV, Markdown and text.
+
+A trial row is a dict with at least::
+
+    overrides   dict   the point's {dotted key: value}
+    val_acc     float  best validation accuracy (None/NaN if the trial did not finish)
+    val_loss    float  validation loss at that epoch
+    epochs      int    epochs trained
+    seconds     float  wall time of the trial
+    status      str    'ok', 'diverged' or 'failed'
+    cache_hit   bool   whether the result came from the trial cache
+
+Extra keys are kept in the ranked rows and ignored by the writers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..io import atomic_write, save_csv
+
+#: Statuses of a trial, in leaderboard order: finished trials first.
+STATUSES = ("ok", "diverged", "failed")
+REQUIRED_KEYS = ("overrides", "val_acc", "val_loss", "epochs", "seconds", "status", "cache_hit")
+#: Columns of the CSV leaderboard, in order.
+LEADERBOARD_COLUMNS = ("rank", *REQUIRED_KEYS)
+_NUMERIC_COLUMNS = frozenset({"rank", "val_acc", "val_loss", "epochs", "seconds"})
+
+
+# Strings that read back as themselves in a Hydra override; others are quoted.
+_BARE_STRING = re.compile(r"[A-Za-z_][\w.\-/]*")
+_RESERVED_WORDS = frozenset({"true", "false", "null", "none", "inf", "nan"})
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def rank_trials(rows: Sequence[Mapping[str, Any]], metric: str = "val_acc") -> list[dict]:
+    """Sort trials best-first and number them.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        Trial rows (see the module docstring).
+    metric : str
+        The key to rank ``ok`` rows by. Metrics whose name ends in ``loss`` are
+        minimised, all others (accuracies) maximised.
+
+    Returns
+    -------
+    list of dict
+        Copies of the rows, each with ``rank`` (1-based, unique) as its first key.
+        ``ok`` rows come first, by ``metric`` (best first), then by ``val_loss``
+        (lowest first); then ``diverged`` rows, then ``failed`` rows. Remaining ties
+        keep the input order.
+
+    Raises
+    ------
+    ValueError
+        If a row lacks a required key, has an unknown status, or is ``ok`` without a
+        finite ``metric``; the message shows the row's overrides.
+    """
+    minimise = metric.endswith("loss")
+    keyed = []
+    for position, row in enumerate(rows):
+        missing = [key for key in (*REQUIRED_KEYS, metric) if key not in row]
+        if missing:
+            raise ValueError(
+                f"trial row {position} lacks {missing}; a row needs {list(REQUIRED_KEYS)} "
+                f"(row: {dict(row)!r})"
+            )
+        status = row["status"]
+        if status not in STATUSES:
+            raise ValueError(
+                f"trial {format_overrides(row['overrides'])!r} has status {status!r}; "
+                f"allowed: {', '.join(STATUSES)}"
+            )
+        if status == "ok":
+            value = row[metric]
+            if not _is_number(value):
+                raise ValueError(
+                    f"trial {format_overrides(row['overrides'])!r} has status 'ok' but "
+                    f"{metric}={value!r}; an ok trial needs a finite {metric}"
+                )
+            primary = value if minimise else -value
+            # A missing loss only matters as a tie-breaker: rank it after any real one.
+            tie_breaker = row["val_loss"] if _is_number(row["val_loss"]) else math.inf
+        else:
+            primary, tie_breaker = 0.0, 0.0
+        keyed.append(((STATUSES.index(status), primary, tie_breaker, position), row))
+    keyed.sort(key=lambda pair: pair[0])
+    return [{"rank": rank, **row} for rank, (_, row) in enumerate(keyed, start=1)]
+
+
+def _format_value(value: Any) -> str:
+    if (
+        isinstance(value, str)
+        and _BARE_STRING.fullmatch(value)
+        and value.lower() not in _RESERVED_WORDS
+    ):
+        return value
+    try:
+        # Hydra's override grammar reads JSON-like literals: [512,256], null, true.
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    except TypeError:
+        return str(value)
+
+
+def format_overrides(overrides: Mapping[str, Any]) -> str:
+    """``key=value key=value`` with keys sorted, e.g. ``lr=0.001 model.hidden_size=[512,256]``.
+
+    Values are written as JSON without spaces (``[512,256]``, ``null``, ``true``); strings
+    bare when they read back as strings (``relu``), else double-quoted. An empty dict
+    gives ``""``.
+    """
+    return " ".join(f"{key}={_format_value(overrides[key])}" for key in sorted(overrides))
+
+
+def write_leaderboard_csv(path: str | os.PathLike, ranked_rows: Sequence[Mapping]) -> None:
+    """Write ranked rows (from :func:`rank_trials`) as CSV, atomically.
+
+    Columns are :data:`LEADERBOARD_COLUMNS`; ``overrides`` as :func:`format_overrides`
+    text, numbers at full precision, None as an empty cell.
+    """
+    rows = [
+        {
+            **{column: row.get(column) for column in LEADERBOARD_COLUMNS},
+            "overrides": format_overrides(row["overrides"]),
+        }
+        for row in ranked_rows
+    ]
+    save_csv(path, rows, list(LEADERBOARD_COLUMNS))
+
+
+def _display_cells(row: Mapping) -> dict[str, str]:
+    def number(value, digits: int) -> str:
+        return f"{value:.{digits}f}" if _is_number(value) else "-"
+
+    return {
+        "rank": str(row["rank"]),
+        "overrides": format_overrides(row["overrides"]) or "(defaults)",
+        "val_acc": number(row["val_acc"], 4),
+        "val_loss": number(row["val_loss"], 4),
+        "epochs": str(row["epochs"]) if _is_number(row["epochs"]) else "-",
+        "seconds": number(row["seconds"], 1),
+        "status": str(row["status"]),
+        "cache_hit": "yes" if row["cache_hit"] else "no",
+    }
+
+
+def _top_rows(ranked_rows: Sequence[Mapping], top: int | None) -> list[Mapping]:
+    if top is None:
+        return list(ranked_rows)
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ValueError(f"top must be an int >= 1 (or None for all rows), got top={top!r}")
+    return list(ranked_rows[:top])
+
+
+def _shown_note(shown: int, total: int) -> str:
+    return f"top {shown} of {total} trials" if shown < total else f"{total} trials"
+
+
+def format_table(ranked_rows: Sequence[Mapping], top: int | None = 10) -> str:
+    """A plain-text table of the ``top`` best rows, columns aligned, for a terminal.
+
+    Numbers are rounded for reading (accuracy and loss to 4 decimals, seconds to 1);
+    the CSV keeps full precision. ``top=None`` shows every row.
+    """
+    shown = _top_rows(ranked_rows, top)
+    if not shown:
+        return "(no trials)"
+    cells = [_display_cells(row) for row in shown]
+    widths = {
+        column: max(len(column), *(len(cell[column]) for cell in cells))
+        for column in LEADERBOARD_COLUMNS
+    }
+
+    def line(values: Mapping[str, str]) -> str:
+        return "  ".join(
+            values[column].rjust(widths[column])
+            if column in _NUMERIC_COLUMNS
+            else values[column].ljust(widths[column])
+            for column in LEADERBOARD_COLUMNS
+        ).rstrip()
+
+    header = line({column: column for column in LEADERBOARD_COLUMNS})
+    rule = "  ".join("-" * widths[column] for column in LEADERBOARD_COLUMNS)
+    lines = [header, rule, *(line(cell) for cell in cells)]
+    if len(shown) < len(ranked_rows):
+        lines.append(f"({_shown_note(len(shown), len(ranked_rows))})")
+    return "\n".join(lines)
+
+
+def write_leaderboard_md(
+    path: str | os.PathLike,
+    ranked_rows: Sequence[Mapping],
+    top: int | None = 10,
+    title: str = "Hyperparameter search leaderboard",
+) -> None:
+    """Write the ``top`` best rows as a Markdown (GitHub) table, atomically.
+
+    The file is ``# title``, a line saying how many trials are shown, and the table;
+    overrides are shown as code, numbers rounded as in :func:`format_table`.
+    """
+    shown = _top_rows(ranked_rows, top)
+    lines = [f"# {title}", ""]
+    if not shown:
+        lines.append("No trials.")
+    else:
+        lines += [
+            f"Showing {_shown_note(len(shown), len(ranked_rows))}, best first.",
+            "",
+            "| " + " | ".join(LEADERBOARD_COLUMNS) + " |",
+            "|"
+            + "|".join(
+                "---:" if column in _NUMERIC_COLUMNS else "---" for column in LEADERBOARD_COLUMNS
+            )
+            + "|",
+        ]
+        for row in shown:
+            cells = _display_cells(row)
+            # A pipe would end the cell, even inside a code span, unless escaped.
+            if row["overrides"]:
+                cells["overrides"] = "`" + cells["overrides"].replace("|", "\\|") + "`"
+            lines.append("| " + " | ".join(cells[column] for column in LEADERBOARD_COLUMNS) + " |")
+    with atomic_write(path, "w") as handle:
+        handle.write("\n".join(lines) + "\n")

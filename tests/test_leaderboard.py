@@ -1,0 +1,179 @@
+import csv
+
+import pytest
+
+from npdl.search import (
+    LEADERBOARD_COLUMNS,
+    format_overrides,
+    format_table,
+    rank_trials,
+    write_leaderboard_csv,
+    write_leaderboard_md,
+)
+
+
+def trial(overrides, val_acc, val_loss, status="ok", epochs=5, seconds=1.5, cache_hit=False):
+    return {
+        "overrides": overrides,
+        "val_acc": val_acc,
+        "val_loss": val_loss,
+        "epochs": epochs,
+        "seconds": seconds,
+        "status": status,
+        "cache_hit": cache_hit,
+    }
+
+
+def sample_rows():
+    return [
+        trial({"lr": 0.1}, None, None, status="failed", epochs=0, seconds=0.2),
+        trial({"lr": 0.01}, 0.40, 1.30),
+        trial({"lr": 1.0}, float("nan"), float("nan"), status="diverged", epochs=2),
+        trial({"lr": 0.001, "model.hidden_size": [512, 256]}, 0.55, 1.10, cache_hit=True),
+        trial({"lr": 0.003}, 0.55, 1.05),  # same accuracy, lower loss: ranks higher
+        trial({"lr": 0.0001}, 0.30, 1.60, epochs=3),
+    ]
+
+
+def test_ok_rows_by_accuracy_then_loss_failed_and_diverged_last():
+    ranked = rank_trials(sample_rows())
+    assert [row["overrides"]["lr"] for row in ranked] == [0.003, 0.001, 0.01, 0.0001, 1.0, 0.1]
+    assert [row["rank"] for row in ranked] == [1, 2, 3, 4, 5, 6]
+    assert [row["status"] for row in ranked[-2:]] == ["diverged", "failed"]
+    assert next(iter(ranked[0])) == "rank"
+
+
+def test_ranking_by_a_loss_minimises_it():
+    ranked = rank_trials(sample_rows(), metric="val_loss")
+    assert [row["overrides"]["lr"] for row in ranked[:4]] == [0.003, 0.001, 0.01, 0.0001]
+
+
+def test_exact_ties_keep_input_order_and_input_is_not_modified():
+    rows = [trial({"lr": 1}, 0.5, 1.0), trial({"lr": 2}, 0.5, 1.0)]
+    ranked = rank_trials(rows)
+    assert [row["overrides"]["lr"] for row in ranked] == [1, 2]
+    assert "rank" not in rows[0]
+
+
+def test_failed_rows_after_ok_rows_even_if_they_come_first():
+    rows = [trial({"a": i}, None, None, status="failed") for i in range(3)]
+    rows.append(trial({"a": 9}, 0.01, 9.0))
+    ranked = rank_trials(rows)
+    assert ranked[0]["overrides"] == {"a": 9}
+    assert ranked[0]["rank"] == 1
+    assert [row["overrides"]["a"] for row in ranked[1:]] == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"overrides": {}, "val_acc": 0.5}, r"lacks \['val_loss'"),
+        (trial({"lr": 1}, 0.5, 1.0, status="crashed"), r"lr=1.*status 'crashed'.*ok, diverged"),
+        (trial({"lr": 1}, None, 1.0), r"lr=1.*val_acc=None"),
+        (trial({"lr": 1}, float("nan"), 1.0), r"val_acc=nan"),
+    ],
+)
+def test_bad_rows_are_reported(row, message):
+    with pytest.raises(ValueError, match=message):
+        rank_trials([row])
+
+
+def test_format_overrides_is_sorted_and_hydra_like():
+    overrides = {
+        "model.hidden_size": [512, 256],
+        "lr": 0.001,
+        "activation": "relu",
+        "flag": True,
+        "nothing": None,
+        "tricky": "1e-3",
+        "spaced": "a b",
+    }
+    assert format_overrides(overrides) == (
+        "activation=relu flag=true lr=0.001 model.hidden_size=[512,256] nothing=null "
+        'spaced="a b" tricky="1e-3"'
+    )
+    assert format_overrides({}) == ""
+
+
+def test_csv_columns_and_content(tmp_path):
+    path = tmp_path / "out" / "leaderboard.csv"
+    ranked = rank_trials(sample_rows())
+    write_leaderboard_csv(path, ranked)
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert reader.fieldnames == list(LEADERBOARD_COLUMNS)
+        assert reader.fieldnames == [
+            "rank",
+            "overrides",
+            "val_acc",
+            "val_loss",
+            "epochs",
+            "seconds",
+            "status",
+            "cache_hit",
+        ]
+        lines = list(reader)
+    assert len(lines) == 6
+    assert lines[1] == {
+        "rank": "2",
+        "overrides": "lr=0.001 model.hidden_size=[512,256]",
+        "val_acc": "0.55",
+        "val_loss": "1.1",
+        "epochs": "5",
+        "seconds": "1.5",
+        "status": "ok",
+        "cache_hit": "True",
+    }
+    assert lines[-1]["status"] == "failed"
+    assert lines[-1]["val_acc"] == ""
+    assert [p.name for p in path.parent.iterdir()] == ["leaderboard.csv"]  # no temp file left
+
+
+def test_markdown_table(tmp_path):
+    path = tmp_path / "leaderboard.md"
+    ranked = rank_trials(sample_rows())
+    write_leaderboard_md(path, ranked, top=3, title="Search 1")
+    lines = path.read_text().splitlines()
+    assert lines[0] == "# Search 1"
+    assert "top 3 of 6 trials" in lines[2]
+    table = [line for line in lines if line.startswith("|")]
+    assert table[0] == (
+        "| rank | overrides | val_acc | val_loss | epochs | seconds | status | cache_hit |"
+    )
+    assert set(table[1]) <= set("|-:")
+    assert len(table) == 2 + 3
+    assert table[2] == "| 1 | `lr=0.003` | 0.5500 | 1.0500 | 5 | 1.5 | ok | no |"
+    assert table[3].startswith("| 2 | `lr=0.001 model.hidden_size=[512,256]` |")
+    assert table[3].endswith("| yes |")
+    assert all(line.count("|") == 9 for line in table)
+
+
+def test_markdown_escapes_pipes_and_handles_no_trials(tmp_path):
+    path = tmp_path / "leaderboard.md"
+    write_leaderboard_md(path, rank_trials([trial({"name": "a|b"}, 0.5, 1.0)]))
+    row = next(line for line in path.read_text().splitlines() if line.startswith("| 1 "))
+    assert "\\|" in row and row.count("|") - row.count("\\|") == 9
+    write_leaderboard_md(path, [])
+    assert "No trials." in path.read_text()
+
+
+def test_text_table_is_aligned_and_limited_to_top():
+    ranked = rank_trials(sample_rows())
+    text = format_table(ranked, top=4)
+    lines = text.splitlines()
+    assert lines[0].split() == list(LEADERBOARD_COLUMNS)
+    assert len(lines) == 2 + 4 + 1
+    assert lines[-1] == "(top 4 of 6 trials)"
+    # Right-aligned numbers: the val_acc column ends at the same character on every row.
+    end = lines[0].index("val_acc") + len("val_acc")
+    assert [line[end - 6 : end] for line in lines[2:6]] == ["0.5500", "0.5500", "0.4000", "0.3000"]
+    full = format_table(ranked, top=None).splitlines()
+    assert len(full) == 2 + 6
+    assert "-" in full[-1].split()  # missing numbers of the failed trial
+    assert format_table([]) == "(no trials)"
+
+
+@pytest.mark.parametrize("top", [0, -3, 2.0])
+def test_top_must_be_positive(top):
+    with pytest.raises(ValueError, match=f"top={top!r}"):
+        format_table(rank_trials(sample_rows()), top=top)

@@ -1,0 +1,286 @@
+"""Grid, random and successive-halving searches as real Hydra multiruns of the train
+stage, with the trial cache, on a tiny real subset of the shared CIFAR-10 archive."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from npdl.io import save_json
+from npdl.prepared import prepare_dataset, write_prepared
+from npdl.preprocessing import fit_standardization
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
+SPACE = ["optimizer.lr=tag(log, interval(1e-4, 1e-2))", "model.reg=choice(0.0,1e-4)"]
+
+pytestmark = pytest.mark.skipif(not SHARED_ARCHIVE.exists(), reason=f"needs {SHARED_ARCHIVE}")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """prepared/ and normalized/ for 400 real images (320 train, 40 val, 40 test)."""
+    folder = tmp_path_factory.mktemp("data")
+    data = prepare_dataset(
+        SHARED_ARCHIVE, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=0, limit_files=400
+    )
+    write_prepared(folder / "prepared", data, {"source": "test"})
+    stats = fit_standardization(data.images["train"])
+    save_json(folder / "normalized" / "stats.json", {k: v.tolist() for k, v in stats.items()})
+    return folder
+
+
+def sweep_args(data_dir, cache, sweep_dir, sweeper, *overrides):
+    return [
+        sys.executable,
+        str(ROOT / "stages" / "train.py"),
+        "-m",
+        f"hydra/sweeper={sweeper}",
+        f"hydra.sweep.dir={sweep_dir}",
+        f"paths.data={data_dir}",
+        f"paths.trial_cache={cache}",
+        "model.hidden_size=[16]",
+        "solver.batch_size=64",
+        "solver.epochs=2",
+        *overrides,
+    ]
+
+
+def run_sweep(*args):
+    result = subprocess.run(
+        sweep_args(*args), capture_output=True, text=True, check=False, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def leaderboard(sweep_dir):
+    with open(sweep_dir / "leaderboard.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def events(cache, kind=None):
+    path = cache / "events.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [e for e in lines if kind is None or e["event"] == kind]
+
+
+def test_random_search_is_seeded_cached_and_grows(data_dir, tmp_path):
+    cache = tmp_path / "cache"
+    out = run_sweep(
+        data_dir, cache, tmp_path / "a", "npdl_random", "hydra.sweeper.n_trials=4", *SPACE
+    )
+    rows = leaderboard(tmp_path / "a")
+    assert len(rows) == 4 and [r["rank"] for r in rows] == ["1", "2", "3", "4"]
+    assert all(
+        1e-4 <= float(r["overrides"].split("optimizer.lr=")[1].split()[0]) <= 1e-2 for r in rows
+    )
+    assert len(events(cache, "store")) == 4 and "4 trials, 0 from the cache" in out
+    assert len(list((tmp_path / "a").glob("*/metrics/train.json"))) == 4
+
+    # The same sweep again: every trial from the cache, nothing trained.
+    stored = len(events(cache, "store"))
+    run_sweep(data_dir, cache, tmp_path / "b", "npdl_random", "hydra.sweeper.n_trials=4", *SPACE)
+    assert len(events(cache, "store")) == stored
+    assert len(events(cache, "hit")) == 4
+    again = leaderboard(tmp_path / "b")
+    assert [r["overrides"] for r in again] == [r["overrides"] for r in rows]
+    assert [r["val_acc"] for r in again] == [r["val_acc"] for r in rows]
+    assert {r["cache_hit"] for r in again} == {"True"}
+
+    # Grown to 6 points: only the 2 new ones train.
+    run_sweep(data_dir, cache, tmp_path / "c", "npdl_random", "hydra.sweeper.n_trials=6", *SPACE)
+    assert len(events(cache, "store")) == stored + 2
+    grown = {r["overrides"] for r in leaderboard(tmp_path / "c")}
+    assert {r["overrides"] for r in rows} < grown
+
+
+def test_other_seed_other_points(data_dir, tmp_path):
+    run_sweep(
+        data_dir,
+        tmp_path / "cache",
+        tmp_path / "a",
+        "npdl_random",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.seed=1",
+        *SPACE,
+    )
+    run_sweep(
+        data_dir,
+        tmp_path / "cache",
+        tmp_path / "b",
+        "npdl_random",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.seed=2",
+        *SPACE,
+    )
+    first = {r["overrides"] for r in leaderboard(tmp_path / "a")}
+    assert first.isdisjoint({r["overrides"] for r in leaderboard(tmp_path / "b")})
+
+
+def test_halving_promotes_the_top_third_and_resumes(data_dir, tmp_path):
+    cache = tmp_path / "cache"
+    run_sweep(
+        data_dir,
+        cache,
+        tmp_path / "h",
+        "npdl_halving",
+        "hydra.sweeper.n_configs=9",
+        "hydra.sweeper.eta=3",
+        "hydra.sweeper.min_epochs=1",
+        "hydra.sweeper.max_epochs=9",
+        *SPACE,
+    )
+    rows = leaderboard(tmp_path / "h")
+    by_epochs = {}
+    for row in rows:
+        by_epochs.setdefault(int(row["epochs"]), []).append(row)
+    assert {e: len(r) for e, r in by_epochs.items()} == {1: 9, 3: 3, 9: 1}
+    # The promoted three are the three best of rung 0.
+    rung0 = sorted(by_epochs[1], key=lambda r: -float(r["val_acc"]))
+    assert {r["overrides"] for r in rung0[:3]} == {r["overrides"] for r in by_epochs[3]}
+    # Promotions resumed from checkpoints: epochs trained = 9*1 + 3*(3-1) + 1*(9-3).
+    resumed = events(cache, "resume")
+    assert sorted(e["from_epoch"] for e in resumed) == [1, 1, 1, 3]
+    trained = sum(e["epochs"] - (e["resumed_from"] or 0) for e in events(cache, "store"))
+    assert trained == 9 + 6 + 6
+    best = json.loads((tmp_path / "h" / "best_overrides.json").read_text())
+    winner = dict(item.split("=", 1) for item in by_epochs[9][0]["overrides"].split())
+    assert {k: float(v) for k, v in best["overrides"].items()} == {
+        k: float(v) for k, v in winner.items()
+    }
+
+
+def test_resumed_trial_equals_uninterrupted_training(data_dir, tmp_path):
+    """A trial resumed from a 1-epoch checkpoint matches one trained straight to 3."""
+    point = ["optimizer.lr=3e-3", "model.reg=1e-4", "solver.schedule_epochs=3"]
+    run_sweep(data_dir, tmp_path / "c1", tmp_path / "a", "basic", *point, "solver.epochs=1,3")
+    run_sweep(data_dir, tmp_path / "c2", tmp_path / "b", "basic", *point, "solver.epochs=3")
+    assert [e["from_epoch"] for e in events(tmp_path / "c1", "resume")] == [1]
+    resumed = json.loads((tmp_path / "a" / "1" / "metrics" / "train.json").read_text())
+    straight = json.loads((tmp_path / "b" / "0" / "metrics" / "train.json").read_text())
+    assert resumed["val_loss"] == pytest.approx(straight["val_loss"], rel=1e-6)
+    assert resumed["val_acc"] == straight["val_acc"]
+
+
+def test_grid_through_basic_and_npdl_grid(data_dir, tmp_path):
+    run_sweep(
+        data_dir,
+        tmp_path / "cache",
+        tmp_path / "g",
+        "npdl_grid",
+        "optimizer.lr=1e-3,3e-3",
+        "model.reg=0.0,1e-4",
+    )
+    assert len(leaderboard(tmp_path / "g")) == 4
+    # Hydra's own basic sweeper: same 4 trials, all from the cache now.
+    run_sweep(
+        data_dir,
+        tmp_path / "cache",
+        tmp_path / "b",
+        "basic",
+        "optimizer.lr=1e-3,3e-3",
+        "model.reg=0.0,1e-4",
+    )
+    assert len(events(tmp_path / "cache", "hit")) == 4
+    assert len(list((tmp_path / "b").glob("*/metrics/train.json"))) == 4
+
+
+def test_two_joblib_workers_give_the_same_leaderboard(data_dir, tmp_path):
+    args = ("npdl_random", "hydra.sweeper.n_trials=4", *SPACE)
+    run_sweep(data_dir, tmp_path / "c1", tmp_path / "one", *args)
+    run_sweep(
+        data_dir,
+        tmp_path / "c2",
+        tmp_path / "two",
+        *args,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+    )
+    pids = {e["pid"] for e in events(tmp_path / "c2", "store")}
+    assert len(pids) == 2  # really two processes
+    keep = ("rank", "overrides", "val_acc", "epochs", "status")
+    one, two = leaderboard(tmp_path / "one"), leaderboard(tmp_path / "two")
+    assert [{k: r[k] for k in keep} for r in one] == [{k: r[k] for k in keep} for r in two]
+    # Workers run BLAS on fewer threads, which sums float32 products in another order:
+    # losses agree to float32 precision, not to the last bit.
+    assert [float(r["val_loss"]) for r in one] == pytest.approx(
+        [float(r["val_loss"]) for r in two], rel=1e-5
+    )
+
+
+def test_diverged_and_failed_trials_are_recorded_and_the_sweep_goes_on(data_dir, tmp_path):
+    cache = tmp_path / "cache"
+    # lr=1e6 diverges; Relu takes no `slope`, so its trials fail inside training setup.
+    run_sweep(
+        data_dir,
+        cache,
+        tmp_path / "s",
+        "npdl_grid",
+        "optimizer.name=sgd",
+        "optimizer.lr=1e-3,1e6",
+        "model.activation=leaky_relu,relu",
+        "+model.activation_kwargs.slope=0.1",
+    )
+    rows = {tuple(sorted(r["overrides"].split())): r for r in leaderboard(tmp_path / "s")}
+    statuses = {key: row["status"] for key, row in rows.items()}
+    assert statuses == {
+        ("model.activation=leaky_relu", "optimizer.lr=0.001"): "ok",
+        ("model.activation=leaky_relu", "optimizer.lr=1000000.0"): "diverged",
+        ("model.activation=relu", "optimizer.lr=0.001"): "failed",
+        ("model.activation=relu", "optimizer.lr=1000000.0"): "failed",
+    }
+    assert [r["rank"] for r in rows.values() if r["status"] == "ok"] == ["1"]
+    results = [json.loads(p.read_text()) for p in cache.glob("trials/*/epochs-*/result.json")]
+    tracebacks = [r["traceback"] for r in results if r["status"] == "failed"]
+    assert len(tracebacks) == 2 and all("takes no arguments" in t for t in tracebacks)
+
+
+def test_sigkill_mid_sweep_then_rerun_completes_it(data_dir, tmp_path):
+    cache = tmp_path / "cache"
+    args = sweep_args(
+        data_dir,
+        cache,
+        tmp_path / "k",
+        "npdl_random",
+        "hydra.sweeper.n_trials=6",
+        "solver.epochs=6",
+        "model.hidden_size=[256]",
+        *SPACE,
+    )
+    process = subprocess.Popen(
+        args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 120
+    while len(events(cache, "store")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the middle of the next trial
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = {e["lineage"] for e in events(cache, "store")}
+    assert 2 <= len(finished) < 6
+    # Whatever was on disk is complete: every entry readable, no stray temp folders
+    # visible as entries.
+    for entry in cache.glob("trials/*/epochs-*"):
+        assert json.loads((entry / "result.json").read_text())["status"] == "ok"
+
+    run_sweep(
+        data_dir,
+        cache,
+        tmp_path / "k2",
+        "npdl_random",
+        "hydra.sweeper.n_trials=6",
+        "solver.epochs=6",
+        "model.hidden_size=[256]",
+        *SPACE,
+    )
+    rows = leaderboard(tmp_path / "k2")
+    assert len(rows) == 6 and {r["status"] for r in rows} == {"ok"}
+    hits = {e["lineage"] for e in events(cache, "hit")}
+    assert finished <= hits  # every trial finished before the kill was reused
