@@ -15,13 +15,21 @@ from __future__ import annotations
 
 from common import apply_overrides, in_multirun, project_path, run_dir, stage_main
 from npdl.config import PipelineConfig
-from npdl.io import load_json, save_csv, save_json
-from npdl.network import load_model
+from npdl.io import link_or_copy, load_json, save_csv, save_json
 from npdl.search.cache import TrialCache
 from npdl.search.trials import load_trial_data, run_trial
 
 HISTORY_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
-METRIC_FIELDS = ["status", "val_acc", "val_loss", "best_epoch", "epochs", "seconds", "cache_hit"]
+METRIC_FIELDS = [
+    "status",
+    "val_acc",
+    "val_loss",
+    "best_epoch",
+    "epochs",
+    "resumed_from",
+    "seconds",
+    "cache_hit",
+]
 
 
 def tuned(cfg: PipelineConfig) -> PipelineConfig:
@@ -43,15 +51,19 @@ def run(cfg: PipelineConfig) -> dict:
         cfg = tuned(cfg)
     data = load_trial_data(project_path(cfg.paths.data), cfg.solver.train_fraction)
     cache = TrialCache(project_path(cfg.paths.trial_cache))
-    result = run_trial(cfg, data, cache, verbose=True)
+    sweeping = in_multirun()
+    result = run_trial(
+        cfg, data, cache, verbose=True, store_model=cfg.tune.keep_trial_models or not sweeping
+    )
     metrics = {key: result[key] for key in METRIC_FIELDS}
     out = run_dir()
     save_json(out / cfg.paths.metrics / "train.json", metrics)
     if result["status"] == "failed":
-        if in_multirun():
+        if sweeping:
             return metrics  # the sweep goes on; the traceback is in the trial cache
         raise RuntimeError(f"training failed: {result['error']}")
-    load_model(result["model_path"]).save_model(out / cfg.paths.models / "model.npz")
+    if result["model_path"] is not None:
+        link_or_copy(result["model_path"], out / cfg.paths.models / "model.npz")
     history = [{k: row[k] for k in HISTORY_FIELDS} for row in result["history"]]
     save_csv(out / cfg.paths.metrics / "train_history.csv", history, HISTORY_FIELDS)
     print(f"trained: {metrics}")

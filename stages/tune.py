@@ -39,6 +39,7 @@ def sweep_command(cfg: PipelineConfig, sweep_dir) -> list[str]:
         f"hydra.sweeper.metric={tune.metric}",
         f"hydra.sweeper.fail_fast={str(tune.fail_fast).lower()}",
         f"solver.train_fraction={tune.train_fraction}",
+        "tune.keep_trial_models=false",  # only the final training needs a model file
     ]
     if tune.sampler == "halving":
         args += [
@@ -64,7 +65,11 @@ def run(cfg: PipelineConfig) -> dict:
         save_json(out / "best_overrides.json", best)
         print("tuning disabled: training with the configured hyperparameters")
         return best
-    sweep_dir = project_path(cfg.paths.cache) / "tune-sweeps" / time.strftime("%Y%m%d-%H%M%S")
+    sweeps = project_path(cfg.paths.cache) / "tune-sweeps"
+    # Earlier sweeps' job folders are superseded: their results live in the trial
+    # cache and their reports in models/tune.
+    shutil.rmtree(sweeps, ignore_errors=True)
+    sweep_dir = sweeps / time.strftime("%Y%m%d-%H%M%S")
     subprocess.run(sweep_command(cfg, sweep_dir), check=True, cwd=PROJECT_ROOT)
     out.mkdir(parents=True, exist_ok=True)
     for name in REPORTS:

@@ -151,6 +151,7 @@ def test_halving_promotes_the_top_third_and_resumes(data_dir, tmp_path):
     trained = sum(e["epochs"] - (e["resumed_from"] or 0) for e in events(cache, "store"))
     assert trained == 9 + 6 + 6
     best = json.loads((tmp_path / "h" / "best_overrides.json").read_text())
+    assert best["epochs_trained"] == 9 + 6 + 6 and best["trials"] == 13
     winner = dict(item.split("=", 1) for item in by_epochs[9][0]["overrides"].split())
     assert {k: float(v) for k, v in best["overrides"].items()} == {
         k: float(v) for k, v in winner.items()

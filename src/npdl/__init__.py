@@ -6,6 +6,7 @@ Course code needs only its import line changed, e.g.
 
 __version__ = "0.1.0"
 
+from . import hyperparameter_tuning
 from .activations import ELU, Activation, LeakyRelu, Maxout, Relu, Sigmoid, Tanh, make_activation
 from .data import (
     DEFAULT_SPLIT,
@@ -85,6 +86,7 @@ __all__ = [
     "affine_forward",
     "compute_image_mean_and_std",
     "decode_image",
+    "hyperparameter_tuning",
     "list_image_archive",
     "list_image_folder",
     "load_model",

@@ -136,6 +136,7 @@ class TuneConfig:
     metric: str = "val_acc"
     n_jobs: int = 1
     fail_fast: bool = False
+    keep_trial_models: bool = True
 
 
 @dataclass

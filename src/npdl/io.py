@@ -11,6 +11,7 @@ import contextlib
 import csv
 import json
 import os
+import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -49,6 +50,24 @@ def _fsync_dir(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def link_or_copy(source: str | os.PathLike, destination: str | os.PathLike) -> None:
+    """Make ``destination`` the same file as ``source``: a hard link where the file
+    system allows (no extra space), else a copy; atomic either way.
+
+    Safe because files here are never modified in place, only replaced.
+    """
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    temporary = destination.with_name(f".{destination.name}.{os.getpid()}.link")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)
+    try:
+        os.link(source, temporary)
+    except OSError:
+        shutil.copyfile(source, temporary)
+    os.replace(temporary, destination)
 
 
 def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:

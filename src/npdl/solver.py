@@ -295,7 +295,10 @@ class Solver:
         state = {f"model/{k}": v for k, v in self.model.state_dict().items()}
         state.update({f"optimizer/{k}": v for k, v in self.opt.state_dict().items()})
         if self.best_params is not None:
-            state.update({f"best/{k}": v for k, v in self.best_params.items()})
+            # The best epoch is usually the current one: then its weights are the
+            # model's, and storing them twice would double the checkpoint.
+            if self.best_epoch != self.epoch:
+                state.update({f"best/{k}": v for k, v in self.best_params.items()})
             state["best_stats"] = np.array(
                 [self.best_model_stats[k] for k in ("val_loss", "val_acc", "train_loss", "epoch")]
             )
@@ -323,8 +326,8 @@ class Solver:
         self.model.load_state_dict(section("model/"))
         self.opt.load_state_dict(section("optimizer/"))
         best = section("best/")
-        if best:
-            self.best_params = best
+        if "best_stats" in state:
+            self.best_params = best or section("model/")
             val_loss, val_acc, train_loss, epoch = state["best_stats"].tolist()
             self.best_model_stats = {
                 "val_loss": val_loss,

@@ -195,22 +195,3 @@ def training_config(cfg: PipelineConfig) -> dict:
         "optimizer": dataclasses.asdict(cfg.optimizer),
         "solver": dataclasses.asdict(cfg.solver),
     }
-
-
-def train_model(
-    cfg: PipelineConfig,
-    train: tuple[np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray],
-    classes: list[str],
-    preprocessing: dict[str, np.ndarray],
-    callbacks: Iterable[Callable] = (),
-    verbose: bool = True,
-) -> tuple[ClassificationNet, Solver]:
-    """Train a model as configured; returns it (best epoch's weights) and its solver.
-
-    ``train`` and ``val`` are (uint8 images (N, H, W, 3), int64 labels (N,)).
-    """
-    run = build_training(cfg, train, val, classes, preprocessing, callbacks, verbose)
-    run.solver.train(epochs=cfg.solver.epochs, patience=cfg.solver.patience)
-    run.model.metadata = training_metadata(cfg, run.solver)
-    return run.model, run.solver

@@ -150,6 +150,7 @@ class _SearchSweeper(Sweeper):
                 "val_acc": value.get("val_acc"),
                 "val_loss": value.get("val_loss"),
                 "epochs": value.get("epochs"),
+                "resumed_from": value.get("resumed_from"),
                 "seconds": value.get("seconds"),
                 "cache_hit": bool(value.get("cache_hit", False)),
             }

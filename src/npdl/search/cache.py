@@ -18,7 +18,6 @@ the writer, and two writers of the same entry leave one valid entry.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -137,7 +136,3 @@ class TrialCache:
     def store_checkpoint(self, lineage: str, state: dict[str, np.ndarray]) -> None:
         """Replace the lineage's checkpoint atomically."""
         save_npz(self.checkpoint_path(lineage), state)
-
-    def clear_checkpoint(self, lineage: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.checkpoint_path(lineage))

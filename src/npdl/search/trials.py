@@ -99,6 +99,7 @@ def run_trial(
     verbose: bool = False,
     fail_fast: bool = False,
     keep_model: bool = False,
+    store_model: bool = True,
 ) -> dict:
     """Train ``cfg`` for ``cfg.solver.epochs`` epochs, or take its result from the cache.
 
@@ -112,6 +113,7 @@ def run_trial(
     verbose : print the Solver's epoch lines
     fail_fast : re-raise an exception of the training instead of recording it
     keep_model : put the trained model (best epoch) under ``result['model']``
+    store_model : write the model file into the cache entry (``model_path``)
 
     Returns
     -------
@@ -182,9 +184,9 @@ def run_trial(
     }
     model_path = None
     if cache is not None:
-        entry = cache.store_result(lineage, epochs, result, run.model)
+        entry = cache.store_result(lineage, epochs, result, run.model if store_model else None)
         cache.log("store", lineage, epochs, status=status, resumed_from=resumed_from)
-        model_path = str(entry / "model.npz")
+        model_path = str(entry / "model.npz") if store_model else None
     result = {**result, "cache_hit": False, "model_path": model_path}
     if keep_model:
         result["model"] = run.model
