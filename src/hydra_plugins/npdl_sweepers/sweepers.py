@@ -188,8 +188,11 @@ class _SearchSweeper(Sweeper):
                 "overrides": best,
                 "trials": len(self.rows),
                 "cache_hits": hits,
+                # A resumed trial trained only the epochs after its checkpoint.
                 "epochs_trained": sum(
-                    row["epochs"] or 0 for row in self.rows if not row["cache_hit"]
+                    (row["epochs"] or 0) - (row["resumed_from"] or 0)
+                    for row in self.rows
+                    if not row["cache_hit"]
                 ),
             },
         )
