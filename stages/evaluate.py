@@ -26,7 +26,7 @@ def run(cfg: PipelineConfig) -> dict:
         side = model.input_size // 3
         images = source.read_images(size=round(side**0.5))
         labels = relabel(source.labels, source.classes, model.class_names)
-    logits = predict_logits(model, images, cfg.evaluate.batch_size)
+    logits = predict_logits(model, images, cfg.evaluate.batch_size, cfg.evaluate.tta_flip)
     metrics = classification_metrics(logits, labels, model.class_names)
     if cfg.evaluate.metrics_path is not None:
         save_json(Path(cfg.evaluate.metrics_path), metrics)

@@ -147,6 +147,7 @@ class EvaluateConfig:
     metrics_path: Optional[str] = None
     model_path: Optional[str] = None
     batch_size: int = 1000
+    tta_flip: bool = False
 
 
 @dataclass

@@ -12,7 +12,7 @@ from .preprocessing import eval_transform
 
 
 def predict_logits(
-    model: ClassificationNet, images: np.ndarray, batch_size: int = 1000
+    model: ClassificationNet, images: np.ndarray, batch_size: int = 1000, tta_flip: bool = False
 ) -> np.ndarray:
     """Logits for uint8 images, preprocessed as the model was trained.
 
@@ -20,6 +20,9 @@ def predict_logits(
     ----------
     model : ClassificationNet with ``preprocessing`` (mean, std)
     images : uint8 (N, H, W, 3)
+    batch_size : int
+    tta_flip : bool
+        Test-time augmentation: average the logits of each image and its mirror image.
 
     Returns
     -------
@@ -32,11 +35,15 @@ def predict_logits(
     transform = eval_transform(model.preprocessing, dtype=model.dtype)
     was_training = model.training
     model.eval()
+    parts = []
     try:
-        parts = [
-            model.forward(transform(images[i : i + batch_size]))
-            for i in range(0, len(images), batch_size)
-        ]
+        for start in range(0, len(images), batch_size):
+            batch = images[start : start + batch_size]
+            logits = model.forward(transform(batch))
+            if tta_flip:
+                logits += model.forward(transform(batch[:, :, ::-1]))
+                logits *= 0.5
+            parts.append(logits)
     finally:
         model.train(was_training)
     return np.concatenate(parts) if parts else np.zeros((0, model.num_classes), model.dtype)
