@@ -62,6 +62,7 @@ class NormalizeConfig:
     """normalize: statistics fitted on the train split only."""
 
     method: str = "standardize"
+    zca_eps: float = 0.1
 
 
 @dataclass
@@ -167,7 +168,7 @@ class PipelineConfig:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 
-NORMALIZE_METHODS = ("standardize",)
+NORMALIZE_METHODS = ("standardize", "zca")
 SAMPLERS = ("grid", "random", "halving")
 
 
@@ -219,6 +220,7 @@ def validate_config(cfg: PipelineConfig) -> PipelineConfig:
     _check(data.image_size > 0, "data.image_size", data.image_size, "a positive size")
     _check(data.download_timeout > 0, "data.download_timeout", data.download_timeout, "> 0")
     _one_of("normalize.method", cfg.normalize.method, NORMALIZE_METHODS)
+    _check(cfg.normalize.zca_eps > 0, "normalize.zca_eps", cfg.normalize.zca_eps, "> 0")
     _one_of("model.activation", model.activation.lower(), sorted(ACTIVATIONS))
     _check(
         len(model.hidden_size) > 0 and all(h > 0 for h in model.hidden_size),

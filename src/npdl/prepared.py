@@ -16,15 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .data import split_source_indices, stratified_subset
-from .io import load_json, save_json
+from .io import atomic_folder, load_json, save_json
 from .sources import open_image_source
 
 MODES = ("train", "val", "test")
@@ -147,31 +145,12 @@ def write_prepared(folder: str | os.PathLike, data: PreparedData, details: dict)
         "content_hash": data.content_hash(),
         **details,
     }
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as staging:
         for mode in MODES:
             np.save(staging / f"{mode}_images.npy", data.images[mode])
             np.save(staging / f"{mode}_labels.npy", data.labels[mode])
         save_json(staging / "manifest.json", manifest)
-        for path in staging.iterdir():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-        _replace_folder(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return manifest
-
-
-def _replace_folder(staging: Path, folder: Path) -> None:
-    """Rename ``staging`` to ``folder``; an old ``folder`` is moved aside first."""
-    old = None
-    if folder.exists():
-        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-        os.replace(folder, old)
-    os.replace(staging, folder)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def load_manifest(folder: str | os.PathLike) -> dict:

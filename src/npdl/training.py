@@ -19,7 +19,7 @@ from .config import ModelConfig, OptimizerConfig, PipelineConfig, SolverConfig
 from .data import DataLoader, ImageFolderDataset
 from .losses import CrossEntropyFromLogits
 from .network import ClassificationNet
-from .preprocessing import eval_transform, train_transform
+from .preprocessing import prepared_transform, train_transform
 from .solver import Solver
 
 
@@ -99,10 +99,12 @@ def make_loaders(
     solver: SolverConfig,
     augment_rng: np.random.Generator,
     shuffle_rng: np.random.Generator,
+    whitened: bool = False,
 ) -> tuple[DataLoader, DataLoader]:
     """Shuffled, augmented training loader and a plain validation loader.
 
-    ``train`` and ``val`` are (uint8 images (N, H, W, 3), int64 labels (N,)).
+    ``train`` and ``val`` are (images (N, H, W, 3), int64 labels (N,)); the images are
+    uint8, or whitened float16 when ``whitened``.
     """
     image_size = train[0].shape[1]
     train_set = ImageFolderDataset.from_arrays(
@@ -110,11 +112,11 @@ def make_loaders(
         train[1],
         classes,
         transform=train_transform(
-            preprocessing, augment_rng, solver.hflip, solver.crop_padding, image_size
+            preprocessing, augment_rng, solver.hflip, solver.crop_padding, image_size, whitened
         ),
     )
     val_set = ImageFolderDataset.from_arrays(
-        val[0], val[1], classes, transform=eval_transform(preprocessing)
+        val[0], val[1], classes, transform=prepared_transform(preprocessing, whitened)
     )
     return (
         DataLoader(train_set, batch_size=solver.batch_size, shuffle=True, rng=shuffle_rng),
@@ -158,10 +160,12 @@ def build_training(
     preprocessing: dict[str, np.ndarray],
     callbacks: Iterable[Callable] = (),
     verbose: bool = True,
+    whitened: bool = False,
 ) -> TrainingRun:
     """Model, loaders and solver as configured, all seeded from ``cfg.solver.seed``.
 
-    ``train`` and ``val`` are (uint8 images (N, H, W, 3), int64 labels (N,)).
+    ``train`` and ``val`` are (images (N, H, W, 3), int64 labels (N,)): uint8, or
+    whitened float16 when ``whitened`` (see :mod:`npdl.preprocessing`).
     """
     init_rng, augment_rng, shuffle_rng = np.random.default_rng(cfg.solver.seed).spawn(3)
     input_size = int(np.prod(train[0].shape[1:]))
@@ -169,7 +173,7 @@ def build_training(
     model.class_names = list(classes)
     model.preprocessing = dict(preprocessing)
     train_loader, val_loader = make_loaders(
-        train, val, classes, preprocessing, cfg.solver, augment_rng, shuffle_rng
+        train, val, classes, preprocessing, cfg.solver, augment_rng, shuffle_rng, whitened
     )
     solver = build_solver(
         model, train_loader, val_loader, cfg.optimizer, cfg.solver, callbacks, verbose

@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import __version__
 from ..config import PipelineConfig
+from ..io import load_json
 from ..prepared import load_manifest, load_split
 from ..preprocessing import load_normalization
 from ..training import build_training, training_config, training_metadata
@@ -44,6 +45,8 @@ class TrialData:
         Identifies the data (prepared content and the fraction of it used).
     content_hash : str
         The prepared dataset's content hash (its manifest's).
+    whitened : bool
+        ``train``/``val`` images are ZCA-whitened float16 rather than raw uint8.
     """
 
     train: tuple[np.ndarray, np.ndarray]
@@ -52,6 +55,7 @@ class TrialData:
     preprocessing: dict[str, np.ndarray]
     data_hash: str
     content_hash: str = ""
+    whitened: bool = False
 
 
 def load_trial_data(data_folder: str | Path, train_fraction: float = 1.0) -> TrialData:
@@ -69,16 +73,25 @@ def load_trial_data(data_folder: str | Path, train_fraction: float = 1.0) -> Tri
         raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction!r}")
     folder = Path(data_folder)
     manifest = load_manifest(folder / "prepared")
-    images, labels = load_split(folder / "prepared", "train", mmap=False)
+    preprocessing = load_normalization(folder / "normalized")
+    whitened = "zca_matrix" in preprocessing
+    # Whitened splits, where the normalize stage stored them, else the raw ones.
+    images_folder = folder / ("normalized" if whitened else "prepared")
+    train_images = np.load(images_folder / "train_images.npy", allow_pickle=False)
+    val_images = np.load(images_folder / "val_images.npy", allow_pickle=False)
+    _, train_labels = load_split(folder / "prepared", "train", mmap=True)
+    _, val_labels = load_split(folder / "prepared", "val", mmap=True)
     # The prepared train split is in round-robin class order: a prefix is balanced.
-    keep = max(len(manifest["classes"]), round(len(labels) * train_fraction))
+    keep = max(len(manifest["classes"]), round(len(train_labels) * train_fraction))
+    normalization = load_json(folder / "normalized" / "stats.json")
     return TrialData(
-        train=(images[:keep], labels[:keep]),
-        val=load_split(folder / "prepared", "val", mmap=False),
+        train=(train_images[:keep], train_labels[:keep]),
+        val=(val_images, val_labels),
         classes=manifest["classes"],
-        preprocessing=load_normalization(folder / "normalized" / "stats.json"),
-        data_hash=stable_hash([manifest["content_hash"], keep]),
+        preprocessing=preprocessing,
+        data_hash=stable_hash([manifest["content_hash"], keep, normalization]),
         content_hash=manifest["content_hash"],
+        whitened=whitened,
     )
 
 
