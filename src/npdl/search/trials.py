@@ -163,6 +163,7 @@ def run_trial(
             data.preprocessing,
             callbacks=list(callbacks),
             verbose=verbose,
+            whitened=data.whitened,
         )
         resumed_from = _resume(run, cache, lineage, epochs)
         if cache is not None:
