@@ -57,8 +57,14 @@ def test_train_transform_augments_whitened_float16():
     stats = fit_standardization(images)
     preprocessing = {**stats, **fit_zca(images, stats, eps=0.1)}
     stored = whiten(images, preprocessing)
-    transform = train_transform(preprocessing, np.random.default_rng(0), hflip=True,
-                                crop_padding=1, image_size=4, whitened=True)
+    transform = train_transform(
+        preprocessing,
+        np.random.default_rng(0),
+        hflip=True,
+        crop_padding=1,
+        image_size=4,
+        whitened=True,
+    )
     out = transform(stored)
     assert out.shape == (8, 48) and out.dtype == np.float32
     plain = prepared_transform(preprocessing, whitened=True)(stored)

@@ -1,0 +1,71 @@
+"""run_trial on ZCA-whitened data: training and raw-image evaluation agree."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from npdl.config import PipelineConfig, validate_config
+from npdl.evaluation import predict_logits
+from npdl.prepared import PreparedData, write_prepared
+from npdl.search.cache import TrialCache
+from npdl.search.trials import load_trial_data, run_trial
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "stages"))
+
+import normalize  # noqa: E402  (the normalize stage's run())
+
+
+def colour_images(count, seed):
+    """3 learnable classes of 8x8 images: a dominant colour channel plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % 3
+    images = rng.integers(0, 120, (count, 8, 8, 3))
+    images[np.arange(count), :, :, labels] += 120
+    return images.astype(np.uint8), labels.astype(np.int64)
+
+
+@pytest.fixture
+def zca_data(tmp_path):
+    splits = {
+        mode: colour_images(n, seed)
+        for mode, n, seed in [("train", 300, 0), ("val", 60, 1), ("test", 60, 2)]
+    }
+    data = PreparedData(
+        {m: s[0] for m, s in splits.items()}, {m: s[1] for m, s in splits.items()}, ["r", "g", "b"]
+    )
+    write_prepared(tmp_path / "prepared", data, {})
+    cfg = PipelineConfig()
+    cfg.paths.data, cfg.normalize.method = str(tmp_path), "zca"
+    normalize.run(cfg)
+    return tmp_path
+
+
+def small_config():
+    cfg = PipelineConfig()
+    cfg.model.hidden_size, cfg.model.dropout, cfg.model.batch_norm = [16], 0.0, False
+    cfg.solver.epochs, cfg.solver.batch_size, cfg.optimizer.lr = 10, 32, 3e-3
+    return validate_config(cfg)
+
+
+def test_whitened_training_agrees_with_raw_image_evaluation(zca_data, tmp_path):
+    data = load_trial_data(zca_data)
+    assert data.whitened and data.train[0].dtype == np.float16
+    result = run_trial(small_config(), data, TrialCache(tmp_path / "cache"), keep_model=True)
+    assert result["status"] == "ok" and result["val_acc"] > 0.6  # chance is 1/3
+    raw_val = np.load(zca_data / "prepared" / "val_images.npy")
+    labels = np.load(zca_data / "prepared" / "val_labels.npy")
+    accuracy = np.mean(predict_logits(result["model"], raw_val).argmax(axis=1) == labels)
+    assert accuracy == pytest.approx(result["val_acc"], abs=1.5 / len(labels))
+
+
+def test_normalization_is_part_of_the_trial_identity(zca_data, tmp_path):
+    whitened = load_trial_data(zca_data)
+    cfg = PipelineConfig()
+    cfg.paths.data, cfg.normalize.method = str(zca_data), "standardize"
+    normalize.run(cfg)
+    standardized = load_trial_data(zca_data)
+    assert not standardized.whitened and standardized.train[0].dtype == np.uint8
+    assert whitened.data_hash != standardized.data_hash
