@@ -10,31 +10,36 @@ from hydra.core.config_store import ConfigStore
 
 
 @dataclass
-class GridSweeperConf:
-    """Every combination of the sweep's choices, with a leaderboard at the end."""
+class SearchConf:
+    """What every npdl search takes."""
 
-    _target_: str = "hydra_plugins.npdl_sweepers.sweepers.GridSweeper"
     seed: int = 0
+    #: Trial metric to maximise (val_acc) or minimise (val_loss).
     metric: str = "val_acc"
+    #: Stop the sweep at the first failed trial instead of recording it.
     fail_fast: bool = False
+    #: Search space in Hydra's override grammar, e.g. {lr: "tag(log, interval(1e-5, 1e-2))"},
+    #: added to the sweep overrides of the command line.
     params: Optional[dict[str, str]] = None
 
 
 @dataclass
-class RandomSweeperConf:
+class GridSweeperConf(SearchConf):
+    """Every combination of the sweep's choices, with a leaderboard at the end."""
+
+    _target_: str = "hydra_plugins.npdl_sweepers.sweepers.GridSweeper"
+
+
+@dataclass
+class RandomSweeperConf(SearchConf):
     """``n_trials`` points drawn with ``seed`` from the sweep's interval/choice space."""
 
     _target_: str = "hydra_plugins.npdl_sweepers.sweepers.RandomSweeper"
     n_trials: int = 10
-    seed: int = 0
-    metric: str = "val_acc"
-    fail_fast: bool = False
-    #: Search space in Hydra's override grammar, e.g. {lr: "tag(log, interval(1e-5, 1e-2))"}
-    params: Optional[dict[str, str]] = None
 
 
 @dataclass
-class HalvingSweeperConf:
+class HalvingSweeperConf(SearchConf):
     """Successive halving: ``n_configs`` random points at ``min_epochs``; the best
     1/``eta`` go on to ``eta`` times the epochs (resumed, not retrained), up to
     ``max_epochs``."""
@@ -44,22 +49,15 @@ class HalvingSweeperConf:
     eta: int = 3
     min_epochs: int = 1
     max_epochs: int = 27
-    seed: int = 0
-    metric: str = "val_acc"
-    fail_fast: bool = False
     #: Config key of the epoch budget, and of the schedule horizon (set to max_epochs
     #: so a promoted trial continues the learning-rate curve it started on).
     epochs_key: str = "solver.epochs"
     horizon_key: Optional[str] = "solver.schedule_epochs"
-    params: Optional[dict[str, str]] = None
 
 
-ConfigStore.instance().store(
-    group="hydra/sweeper", name="npdl_grid", node=GridSweeperConf, provider="npdl"
-)
-ConfigStore.instance().store(
-    group="hydra/sweeper", name="npdl_random", node=RandomSweeperConf, provider="npdl"
-)
-ConfigStore.instance().store(
-    group="hydra/sweeper", name="npdl_halving", node=HalvingSweeperConf, provider="npdl"
-)
+for name, node in [
+    ("npdl_grid", GridSweeperConf),
+    ("npdl_random", RandomSweeperConf),
+    ("npdl_halving", HalvingSweeperConf),
+]:
+    ConfigStore.instance().store(group="hydra/sweeper", name=name, node=node, provider="npdl")
