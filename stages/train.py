@@ -49,7 +49,9 @@ def tuned(cfg: PipelineConfig) -> PipelineConfig:
 def run(cfg: PipelineConfig) -> dict:
     if cfg.tune.enabled and not in_multirun():
         cfg = tuned(cfg)
-    data = load_trial_data(project_path(cfg.paths.data), cfg.solver.train_fraction)
+    data = load_trial_data(
+        project_path(cfg.paths.data), cfg.solver.train_fraction, cfg.normalize.method
+    )
     cache = TrialCache(project_path(cfg.paths.trial_cache))
     sweeping = in_multirun()
     result = run_trial(

@@ -69,3 +69,11 @@ def test_normalization_is_part_of_the_trial_identity(zca_data, tmp_path):
     standardized = load_trial_data(zca_data)
     assert not standardized.whitened and standardized.train[0].dtype == np.uint8
     assert whitened.data_hash != standardized.data_hash
+
+
+def test_a_normalisation_other_than_the_configured_one_is_refused(zca_data):
+    with pytest.raises(
+        ValueError, match=r"holds the 'zca' normalisation .*normalize.method='standardize'"
+    ):
+        load_trial_data(zca_data, normalization="standardize")
+    assert load_trial_data(zca_data, normalization="zca").whitened

@@ -58,7 +58,9 @@ class TrialData:
     whitened: bool = False
 
 
-def load_trial_data(data_folder: str | Path, train_fraction: float = 1.0) -> TrialData:
+def load_trial_data(
+    data_folder: str | Path, train_fraction: float = 1.0, normalization: str | None = None
+) -> TrialData:
     """Prepared train/val splits and normalisation from the pipeline's data folder.
 
     Parameters
@@ -68,6 +70,9 @@ def load_trial_data(data_folder: str | Path, train_fraction: float = 1.0) -> Tri
     train_fraction : float
         Share of the training split to use (a class-balanced prefix), for cheaper
         searches; validation always uses the whole val split.
+    normalization : str, optional
+        The method the configuration asks for; a different one on disk is an error
+        (the normalize stage has to run again first).
     """
     if not 0 < train_fraction <= 1:
         raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction!r}")
@@ -83,13 +88,20 @@ def load_trial_data(data_folder: str | Path, train_fraction: float = 1.0) -> Tri
     _, val_labels = load_split(folder / "prepared", "val", mmap=True)
     # The prepared train split is in round-robin class order: a prefix is balanced.
     keep = max(len(manifest["classes"]), round(len(train_labels) * train_fraction))
-    normalization = load_json(folder / "normalized" / "stats.json")
+    record = load_json(folder / "normalized" / "stats.json")
+    fitted = record.get("method", "standardize")
+    if normalization is not None and fitted != normalization:
+        raise ValueError(
+            f"{folder / 'normalized'} holds the {fitted!r} normalisation but the "
+            f"configuration asks for normalize.method={normalization!r}; run the normalize "
+            "stage again (`dvc repro normalize`, or `dvc exp run -S ...`)"
+        )
     return TrialData(
         train=(train_images[:keep], train_labels[:keep]),
         val=(val_images, val_labels),
         classes=manifest["classes"],
         preprocessing=preprocessing,
-        data_hash=stable_hash([manifest["content_hash"], keep, normalization]),
+        data_hash=stable_hash([manifest["content_hash"], keep, record]),
         content_hash=manifest["content_hash"],
         whitened=whitened,
     )
