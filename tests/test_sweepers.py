@@ -45,6 +45,7 @@ def sweep_args(data_dir, cache, sweep_dir, sweeper, *overrides):
         f"hydra.sweep.dir={sweep_dir}",
         f"paths.data={data_dir}",
         f"paths.trial_cache={cache}",
+        "normalize.method=standardize",  # the fixture's data is standardised, not whitened
         "model.hidden_size=[16]",
         "solver.batch_size=64",
         "solver.epochs=2",
