@@ -46,6 +46,13 @@ def sweep_args(data_dir, cache, sweep_dir, sweeper, *overrides):
         f"paths.data={data_dir}",
         f"paths.trial_cache={cache}",
         "normalize.method=standardize",  # the fixture's data is standardised, not whitened
+        # A small plain recipe: these tests are about searching, not accuracy.
+        "model.batch_norm=false",
+        "model.dropout=0.0",
+        "optimizer.weight_decay=0.0",
+        "solver.hflip=false",
+        "solver.crop_padding=0",
+        "solver.warmup_epochs=0",
         "model.hidden_size=[16]",
         "solver.batch_size=64",
         "solver.epochs=2",
