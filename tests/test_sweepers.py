@@ -220,7 +220,7 @@ def test_two_joblib_workers_give_the_same_leaderboard(data_dir, tmp_path):
     # Workers run BLAS on fewer threads, which sums float32 products in another order:
     # losses agree to float32 precision, not to the last bit.
     assert [float(r["val_loss"]) for r in one] == pytest.approx(
-        [float(r["val_loss"]) for r in two], rel=1e-5
+        [float(r["val_loss"]) for r in two], rel=1e-4
     )
 
 
