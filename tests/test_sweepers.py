@@ -20,7 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
 SPACE = ["optimizer.lr=tag(log, interval(1e-4, 1e-2))", "model.reg=choice(0.0,1e-4)"]
 
-pytestmark = pytest.mark.skipif(not SHARED_ARCHIVE.exists(), reason=f"needs {SHARED_ARCHIVE}")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not SHARED_ARCHIVE.exists(), reason=f"needs {SHARED_ARCHIVE}"),
+]
 
 
 @pytest.fixture(scope="module")
