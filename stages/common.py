@@ -95,7 +95,7 @@ def stage_main(run):
         try:
             config = to_pipeline_config(cfg)
             return run(config)
-        except (ConfigError, FileNotFoundError, ValueError, ConnectionError) as error:
+        except (ConfigError, FileNotFoundError, ValueError, ConnectionError, RuntimeError) as error:
             if in_multirun():
                 raise  # Hydra records the job as failed; the sweeper reports it
             print(f"error: {error}", file=sys.stderr)

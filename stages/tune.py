@@ -70,7 +70,10 @@ def run(cfg: PipelineConfig) -> dict:
     # cache and their reports in models/tune.
     shutil.rmtree(sweeps, ignore_errors=True)
     sweep_dir = sweeps / time.strftime("%Y%m%d-%H%M%S")
-    subprocess.run(sweep_command(cfg, sweep_dir), check=True, cwd=PROJECT_ROOT)
+    if subprocess.run(sweep_command(cfg, sweep_dir), cwd=PROJECT_ROOT).returncode != 0:
+        raise RuntimeError(
+            f"the {cfg.tune.sampler} search failed; its log is above and in {sweep_dir}"
+        )
     out.mkdir(parents=True, exist_ok=True)
     for name in REPORTS:
         shutil.copyfile(sweep_dir / name, out / f".{name}.tmp")

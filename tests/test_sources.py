@@ -465,3 +465,24 @@ def test_shared_jpeg_archive_subset(shared_cifar_jpeg_archive):
         for name, label in zip(dataset.names, dataset.labels, strict=True)
     )
     assert 40 < dataset.images.mean() < 200  # real photos, not blank buffers
+
+
+def test_decompression_bomb_members_are_refused_before_reading(tmp_path, monkeypatch):
+    """A member whose declared size is absurd stops the listing, naming it."""
+    import npdl.sources as sources
+
+    monkeypatch.setattr(sources, "MAX_MEMBER_BYTES", 1000)
+    big = np.zeros((64, 64, 3), dtype=np.uint8)
+    folder = tmp_path / "tree" / "cat"
+    folder.mkdir(parents=True)
+    Image.fromarray(big).save(folder / "big.bmp")  # 12 KB uncompressed
+    for suffix, pack in (("tar.gz", "w:gz"), ("zip", None)):
+        archive = tmp_path / f"bomb.{suffix}"
+        if pack:
+            with tarfile.open(archive, pack) as tar:
+                tar.add(tmp_path / "tree", arcname="tree")
+        else:
+            with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+                zipped.write(folder / "big.bmp", "tree/cat/big.bmp")
+        with pytest.raises(ValueError, match=r"big\.bmp' claims 12,.* bytes uncompressed"):
+            open_image_source(archive)

@@ -534,6 +534,20 @@ class _TarScan:
     captured: dict[str, bytes]
 
 
+#: Largest archive member read into memory. Every member is read whole (nothing is
+#: extracted to disk); an official CIFAR batch is 30 MB, an image a few KB, so anything
+#: larger is a corrupt or malicious archive (a decompression bomb), refused up front.
+MAX_MEMBER_BYTES = 256 * 2**20
+
+
+def _check_member_size(archive: Path, name: str, size: int) -> None:
+    if size > MAX_MEMBER_BYTES:
+        raise ValueError(
+            f"archive {archive} member {name!r} claims {size:,} bytes uncompressed, over the "
+            f"{MAX_MEMBER_BYTES:,}-byte limit for one member; refusing to read it"
+        )
+
+
 def _scan_tar(archive: Path, capture: Callable[[str], bool] = lambda name: False) -> _TarScan:
     """List a tar archive in one streaming pass; read the members ``capture`` selects."""
     files: dict[str, _TarEntry] = {}
@@ -548,6 +562,7 @@ def _scan_tar(archive: Path, capture: Callable[[str], bool] = lambda name: False
                 if member.isdir():
                     folders.append(member.name)
                 elif member.isfile() and not member.issparse():
+                    _check_member_size(archive, member.name, member.size)
                     files[member.name] = _TarEntry(member.offset_data, member.size)
                     if capture(member.name):
                         extracted = tar.extractfile(member)
@@ -584,6 +599,7 @@ def _list_zip(archive: Path) -> tuple[list[str], list[str]]:
         raise ValueError(f"cannot read zip archive {archive}: {error}") from error
     for info in infos:
         _check_member_name(archive, info.filename)
+        _check_member_size(archive, info.filename, info.file_size)
     files = [info.filename for info in infos if not info.is_dir()]
     folders = [info.filename for info in infos if info.is_dir()]
     return files, folders
