@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from npdl.config import ConfigError, PipelineConfig, validate_config
+from npdl.threads import available_cores, set_num_threads, threads_per_worker
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = PROJECT_ROOT / "conf"
@@ -81,6 +82,26 @@ def run_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
+def parallel_jobs() -> int:
+    """How many jobs of this sweep run at once on this machine: the joblib launcher's
+    ``n_jobs`` (-1 = one per core); 1 for single runs and sequential launchers."""
+    if not in_multirun():
+        return 1
+    n_jobs = OmegaConf.select(HydraConfig.get().launcher, "n_jobs", default=None)
+    if n_jobs is None:
+        return 1
+    n_jobs = int(n_jobs)
+    return available_cores() if n_jobs < 0 else max(1, n_jobs)
+
+
+def match_threads_to_launcher() -> None:
+    """Give each of the sweep's parallel jobs its share of the cores (BLAS threads and
+    npdl's update threads), so that two jobs on two cores run two threads, not four."""
+    jobs = parallel_jobs()
+    if jobs > 1:
+        set_num_threads(threads_per_worker(jobs))
+
+
 def stage_main(run):
     """Wrap ``run(cfg: PipelineConfig)`` as a Hydra app over ``conf/``; the job returns
     what ``run`` returns (sweepers read it).
@@ -93,6 +114,7 @@ def stage_main(run):
     @functools.wraps(run)
     def main(cfg: DictConfig):
         try:
+            match_threads_to_launcher()
             config = to_pipeline_config(cfg)
             return run(config)
         except (ConfigError, FileNotFoundError, ValueError, ConnectionError, RuntimeError) as error:

@@ -28,6 +28,7 @@ METRIC_FIELDS = [
     "epochs",
     "resumed_from",
     "seconds",
+    "threads",
     "cache_hit",
 ]
 

@@ -70,7 +70,8 @@ def test_dropout_is_inverted_and_identity_in_eval():
     layer = Dropout(0.3, rng=0)
     out = layer.forward(x, training=True)
     assert out.dtype == np.float32
-    np.testing.assert_allclose(np.unique(out), [0.0, 1 / 0.7], rtol=1e-6)
+    # p is rounded to a multiple of 1/65536, which moves the scale by < 1e-4.
+    np.testing.assert_allclose(np.unique(out), [0.0, 1 / 0.7], rtol=1e-4)
     assert abs(out.mean() - 1.0) < 0.01  # expectation preserved
     assert abs((out == 0).mean() - 0.3) < 0.01
     assert layer.forward(x, training=False) is x

@@ -77,7 +77,13 @@ def test_network_with_batchnorm_and_fixed_dropout():
     model.backward(loss_func.backward(logits_with_fixed_masks(), y))
     for name in model.params:
         numeric = numerical_gradient(f, model.params[name])
-        assert relative_error(model.grads[name], numeric) < 1e-6, name
+        if name in ("b1", "b2"):
+            # Batch norm removes the bias ahead of it: the true gradient is zero, and
+            # both sides are rounding noise (~1e-11 for the centred difference).
+            assert np.abs(model.grads[name]).max() < 1e-9, name
+            assert np.abs(numeric).max() < 1e-9, name
+        else:
+            assert relative_error(model.grads[name], numeric) < 1e-6, name
     assert {"gamma1", "beta1", "gamma2", "beta2"} <= set(model.params)
 
 

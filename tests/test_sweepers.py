@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from npdl.io import save_json
+from npdl.io import load_json, save_json
 from npdl.prepared import prepare_dataset, write_prepared
 from npdl.preprocessing import fit_standardization
+from npdl.threads import threads_per_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
@@ -217,6 +218,9 @@ def test_two_joblib_workers_give_the_same_leaderboard(data_dir, tmp_path):
     )
     pids = {e["pid"] for e in events(tmp_path / "c2", "store")}
     assert len(pids) == 2  # really two processes
+    # Each worker gets its share of the cores for BLAS and the optimizer's threads.
+    threads = {load_json(f)["threads"] for f in (tmp_path / "two").glob("*/metrics/train.json")}
+    assert threads == {threads_per_worker(2)}
     keep = ("rank", "overrides", "val_acc", "epochs", "status")
     one, two = leaderboard(tmp_path / "one"), leaderboard(tmp_path / "two")
     assert [{k: r[k] for k in keep} for r in one] == [{k: r[k] for k in keep} for r in two]

@@ -4,7 +4,7 @@ Course code needs only its import line changed, e.g.
 ``from npdl import ClassificationNet, Solver, Relu, Adam, DataLoader``.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from . import hyperparameter_tuning
 from .activations import ELU, Activation, LeakyRelu, Maxout, Relu, Sigmoid, Tanh, make_activation

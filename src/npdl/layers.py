@@ -142,6 +142,10 @@ class Dropout(Layer):
     """Inverted dropout: in training, zero each unit with probability ``p`` and scale the
     survivors by ``1 / (1 - p)``; in evaluation, the identity.
 
+    Masks are drawn from 16 random bits per unit (half the bits of a float draw), so
+    ``p`` is rounded to a multiple of 1/65536; the survivors' scale uses the rounded
+    value, which keeps the layer unbiased.
+
     Parameters
     ----------
     p : float
@@ -156,19 +160,27 @@ class Dropout(Layer):
             raise ValueError(f"dropout probability must be in [0, 1), got {p!r}")
         self.p = float(p)
         self.rng = np.random.default_rng(rng)
-        self._mask = None
+        self._threshold = min(round(self.p * 65536), 65535)
+        self._scale = 65536.0 / (65536 - self._threshold)
+        self._keep = None
 
     def forward(self, x, training: bool = True):
         """``x``: (N, ...) -> same shape."""
-        if not training or self.p == 0.0:
-            self._mask = None
+        if not training or self._threshold == 0:
+            self._keep = None
             return x
-        keep = self.rng.random(x.shape, dtype=np.float32) >= self.p
-        self._mask = keep * x.dtype.type(1.0 / (1.0 - self.p))
-        return x * self._mask
+        bits = np.frombuffer(self.rng.bytes(2 * x.size), dtype=np.uint16).reshape(x.shape)
+        self._keep = bits >= self._threshold
+        out = np.multiply(x, self._keep)
+        out *= x.dtype.type(self._scale)
+        return out
 
     def backward(self, dout):
-        return dout if self._mask is None else dout * self._mask
+        if self._keep is None:
+            return dout
+        dx = np.multiply(dout, self._keep)
+        dx *= dx.dtype.type(self._scale)
+        return dx
 
 
 class BatchNorm(Layer):
@@ -207,28 +219,42 @@ class BatchNorm(Layer):
             inv_std = 1.0 / np.sqrt(self.buffers["running_var"] + self.eps)
             scale = (gamma * inv_std).astype(x.dtype, copy=False)
             shift = (beta - self.buffers["running_mean"] * scale).astype(x.dtype, copy=False)
-            return x * scale + shift
+            out = np.multiply(x, scale)
+            out += shift
+            return out
+        n = x.shape[0]
         mean = x.mean(axis=0)
-        centred = x - mean
-        var = np.mean(centred * centred, axis=0)
+        x_hat = np.subtract(x, mean)
+        out = np.multiply(x_hat, x_hat)
+        var = np.add.reduce(out, axis=0)
+        var *= 1.0 / n
         inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype, copy=False)
-        x_hat = centred * inv_std
+        x_hat *= inv_std
         m = self.momentum
         self.buffers["running_mean"] *= m
         self.buffers["running_mean"] += (1 - m) * mean
         self.buffers["running_var"] *= m
         # Unbiased variance for the running estimate, as is conventional.
-        n = x.shape[0]
         self.buffers["running_var"] += (1 - m) * var * (n / max(n - 1, 1))
         self._cache = (x_hat, inv_std)
-        return x_hat * gamma + beta
+        np.multiply(x_hat, gamma, out=out)
+        out += beta
+        return out
 
     def backward(self, dout):
+        """``dout``: (N, D) -> ``dx`` (N, D); fills ``grads['gamma']``, ``grads['beta']``.
+
+        With ``dbeta = sum(dout)`` and ``dgamma = sum(dout * x_hat)`` (sums over the
+        batch): ``dx = gamma * inv_std * (dout - dbeta / N - x_hat * dgamma / N)``.
+        """
         x_hat, inv_std = self._cache
-        self.grads["beta"][...] = dout.sum(axis=0)
-        self.grads["gamma"][...] = np.sum(dout * x_hat, axis=0)
-        dx_hat = dout * self.params["gamma"]
         n = dout.shape[0]
-        return (inv_std / n) * (
-            n * dx_hat - dx_hat.sum(axis=0) - x_hat * np.sum(dx_hat * x_hat, axis=0)
-        )
+        dbeta, dgamma = self.grads["beta"], self.grads["gamma"]
+        np.add.reduce(dout, axis=0, out=dbeta)
+        dx = np.multiply(dout, x_hat)
+        np.add.reduce(dx, axis=0, out=dgamma)
+        np.multiply(x_hat, dgamma / n, out=dx)
+        np.subtract(dout, dx, out=dx)
+        dx -= dbeta / n
+        dx *= self.params["gamma"] * inv_std
+        return dx

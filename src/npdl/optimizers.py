@@ -3,8 +3,10 @@
 ``optimizer = Adam(model, loss_func, learning_rate)`` and then ``optimizer.step()``
 after every ``model.backward``: each parameter ``model.params[name]`` is updated in
 place from ``model.grads[name]``. State (moments, velocities) is kept per parameter
-name in ``optimizer.state``; updates are fused in-place NumPy operations on a scratch
-buffer per parameter, so a step allocates nothing.
+name in ``optimizer.state``; updates are in-place NumPy operations on a scratch
+buffer per parameter, so a step allocates nothing. Each parameter is updated in
+cache-sized blocks spread over a few threads (:mod:`npdl.threads`); the update is
+element-wise, so the result does not depend on the blocks or the threads.
 
 Weight decay, where offered, applies to weight matrices only (``ndim >= 2``), not to
 biases or batch-norm parameters.
@@ -15,6 +17,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from .threads import blocks, run_blocks
 
 
 def _add_l2(dw, w, decay, scratch) -> None:
@@ -31,7 +35,17 @@ class Optimizer:
     model : object with ``params`` and ``grads`` dicts of arrays (same keys)
     loss_func : the loss (kept for the course's signature; unused by the update)
     learning_rate : float
+
+    Notes
+    -----
+    A subclass names its per-parameter state arrays in ``slot_keys`` and implements
+    ``_update(w, dw, state, decay)`` on aligned blocks: ``w``, ``dw`` and each array of
+    ``state`` (in ``slot_keys`` order) are views of one block of a parameter, and
+    ``decay`` is the weight decay for that parameter (0 for biases and batch-norm
+    parameters). The blocks are updated in parallel (:mod:`npdl.threads`).
     """
+
+    slot_keys: tuple[str, ...] = ("scratch",)
 
     def __init__(self, model, loss_func=None, learning_rate: float = 1e-3):
         if not learning_rate > 0:
@@ -41,23 +55,43 @@ class Optimizer:
         self.lr = float(learning_rate)
         self.steps = 0
         self.state: dict[str, dict[str, np.ndarray]] = {}
+        self._jobs: list[tuple] = []
+        self._jobs_key: tuple = ()
 
     def _slot(self, name: str, param: np.ndarray) -> dict[str, np.ndarray]:
         slot = self.state.get(name)
         if slot is None:
-            slot = self.state[name] = self._new_slot(param)
+            slot = self.state[name] = {key: np.zeros_like(param) for key in self.slot_keys}
         return slot
 
-    def _new_slot(self, param: np.ndarray) -> dict[str, np.ndarray]:
-        return {"scratch": np.empty_like(param)}
+    def _weight_decay(self) -> float:
+        return 0.0
 
     def step(self) -> None:
         """Update every parameter in place from its gradient."""
         self.steps += 1
-        for name, param in self.model.params.items():
-            self._update(param, self.model.grads[name], self._slot(name, param))
+        run_blocks(self._update, self._block_jobs())
 
-    def _update(self, w, dw, slot) -> None:
+    def _block_jobs(self) -> list[tuple]:
+        """``(w, dw, state, decay)`` per block of every parameter, rebuilt only when a
+        parameter, gradient or state array was replaced."""
+        grads = self.model.grads
+        arrays = []
+        for name, param in self.model.params.items():
+            slot = self._slot(name, param)
+            arrays.append((param, grads[name], *(slot[key] for key in self.slot_keys)))
+        key = tuple(id(a) for group in arrays for a in group)
+        if key != self._jobs_key:
+            decay = self._weight_decay()
+            self._jobs = [
+                (w, dw, tuple(state), decay if group[0].ndim >= 2 else 0.0)
+                for group in arrays
+                for w, dw, *state in blocks(*group)
+            ]
+            self._jobs_key = key
+        return self._jobs
+
+    def _update(self, w, dw, state, decay) -> None:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -86,8 +120,9 @@ class Optimizer:
 class SGD(Optimizer):
     """Plain stochastic gradient descent ``w -= lr * dw``."""
 
-    def _update(self, w, dw, slot) -> None:
-        scratch = np.multiply(dw, self.lr, out=slot["scratch"])
+    def _update(self, w, dw, state, decay) -> None:
+        (scratch,) = state
+        np.multiply(dw, self.lr, out=scratch)
         w -= scratch
 
 
@@ -106,6 +141,8 @@ class SGDMomentum(Optimizer):
         Added to the gradient as ``weight_decay * w`` (weight matrices only).
     """
 
+    slot_keys = ("velocity", "scratch")
+
     def __init__(
         self,
         model,
@@ -123,21 +160,21 @@ class SGDMomentum(Optimizer):
         self.nesterov = bool(nesterov)
         self.weight_decay = float(weight_decay)
 
-    def _new_slot(self, param):
-        return {"velocity": np.zeros_like(param), "scratch": np.empty_like(param)}
+    def _weight_decay(self) -> float:
+        return self.weight_decay
 
-    def _update(self, w, dw, slot) -> None:
-        velocity, scratch = slot["velocity"], slot["scratch"]
-        if self.weight_decay and w.ndim >= 2:
-            _add_l2(dw, w, self.weight_decay, scratch)
+    def _update(self, w, dw, state, decay) -> None:
+        velocity, scratch = state
+        if decay:
+            _add_l2(dw, w, decay, scratch)
         velocity *= self.momentum
         velocity += dw
         if self.nesterov:
             np.multiply(velocity, self.momentum, out=scratch)
             scratch += dw
+            scratch *= self.lr
         else:
-            np.copyto(scratch, velocity)
-        scratch *= self.lr
+            np.multiply(velocity, self.lr, out=scratch)
         w -= scratch
 
 
@@ -153,7 +190,17 @@ class Adam(Optimizer):
         Decoupled: ``w -= lr * weight_decay * w`` each step (AdamW); with
         ``decoupled=False`` it is added to the gradient instead (L2). Weight matrices only.
     decoupled : bool
+
+    Notes
+    -----
+    The moments are kept undamped, ``m = beta1 * m + dw`` and ``v = beta2 * v + dw**2``
+    (the textbook moments divided by ``1 - beta1`` and ``1 - beta2``); those factors and
+    the bias corrections are folded into one step size and one epsilon per step. The
+    update is exactly Adam's, ``lr * m_hat / (sqrt(v_hat) + eps)``, in 11 passes over a
+    block instead of 13.
     """
+
+    slot_keys = ("m", "v", "scratch")
 
     def __init__(
         self,
@@ -175,35 +222,27 @@ class Adam(Optimizer):
         self.weight_decay = float(weight_decay)
         self.decoupled = bool(decoupled)
 
-    def _new_slot(self, param):
-        return {
-            "m": np.zeros_like(param),
-            "v": np.zeros_like(param),
-            "scratch": np.empty_like(param),
-        }
+    def _weight_decay(self) -> float:
+        return self.weight_decay
 
     def step(self) -> None:
-        # Bias correction folded into one step size and epsilon (exactly equivalent to
-        # m_hat / (sqrt(v_hat) + eps)) so the per-element work is a few fused ops.
+        # m_hat = (1 - b1) m / (1 - b1^t) and v_hat = (1 - b2) v / (1 - b2^t), so
+        # m_hat / (sqrt(v_hat) + eps) = c1 / c2 * m / (sqrt(v) + eps / c2).
         t = self.steps + 1
-        root_correction = math.sqrt(1.0 - self.beta2**t)
-        self._step_size = self.lr * root_correction / (1.0 - self.beta1**t)
-        self._eps_hat = self.epsilon * root_correction
+        c1 = (1.0 - self.beta1) / (1.0 - self.beta1**t)
+        c2 = math.sqrt((1.0 - self.beta2) / (1.0 - self.beta2**t))
+        self._step_size = self.lr * c1 / c2
+        self._eps_hat = self.epsilon / c2
         super().step()
 
-    def _update(self, w, dw, slot) -> None:
-        m, v, scratch = slot["m"], slot["v"], slot["scratch"]
-        decay = self.weight_decay if w.ndim >= 2 else 0.0
+    def _update(self, w, dw, state, decay) -> None:
+        m, v, scratch = state
         if decay and not self.decoupled:
             _add_l2(dw, w, decay, scratch)
-        # m += (1 - beta1) * (dw - m)
-        np.subtract(dw, m, out=scratch)
-        scratch *= 1.0 - self.beta1
-        m += scratch
-        # v += (1 - beta2) * (dw**2 - v)
+        m *= self.beta1
+        m += dw
+        v *= self.beta2
         np.multiply(dw, dw, out=scratch)
-        scratch -= v
-        scratch *= 1.0 - self.beta2
         v += scratch
         if decay and self.decoupled:
             w *= 1.0 - self.lr * decay

@@ -23,6 +23,7 @@ from ..config import PipelineConfig
 from ..io import load_json
 from ..prepared import load_manifest, load_split
 from ..preprocessing import load_normalization
+from ..threads import get_num_threads
 from ..training import build_training, training_config, training_metadata
 from .cache import TrialCache, stable_hash
 
@@ -145,7 +146,7 @@ def run_trial(
     dict
         ``status`` ('ok', 'diverged' or 'failed'), ``val_acc``, ``val_loss`` (best
         epoch), ``best_epoch``, ``epochs`` (run), ``seconds`` (of the training that
-        produced it), ``history`` (per-epoch dicts), ``lineage``, ``cache_hit``,
+        produced it), ``threads`` (it ran on), ``history`` (per-epoch dicts), ``lineage``, ``cache_hit``,
         ``resumed_from`` (epoch or None), ``traceback`` (failed only),
         ``model_path`` (cached model file or None).
     """
@@ -255,6 +256,7 @@ def _result(run, lineage, epochs, start, resumed_from, status) -> dict:
         "epochs": solver.epoch if solver else 0,
         "budget": epochs,
         "seconds": round(time.perf_counter() - start, 3),
+        "threads": get_num_threads(),
         "history": copy.deepcopy(solver.history) if solver else [],
         "lineage": lineage,
         "resumed_from": resumed_from,
