@@ -55,7 +55,7 @@ def fit_standardization(train_images: np.ndarray) -> dict[str, np.ndarray]:
     return {"mean": mean.astype(np.float32), "std": std.astype(np.float32)}
 
 
-def _standardized(images: np.ndarray, stats: dict[str, np.ndarray]) -> np.ndarray:
+def standardize_images(images: np.ndarray, stats: dict[str, np.ndarray]) -> np.ndarray:
     """uint8 (N, H, W, 3) -> standardised float32 (N, H*W*3)."""
     scaled = images.astype(np.float32) * np.float32(1 / 255)
     scaled -= stats["mean"]
@@ -88,11 +88,11 @@ def fit_zca(
     features = int(np.prod(train_images.shape[1:]))
     total = np.zeros(features)
     for start in range(0, count, CHUNK):
-        total += _standardized(train_images[start : start + CHUNK], stats).sum(axis=0)
+        total += standardize_images(train_images[start : start + CHUNK], stats).sum(axis=0)
     mean = total / count
     covariance = np.zeros((features, features))
     for start in range(0, count, CHUNK):
-        centred = _standardized(train_images[start : start + CHUNK], stats) - mean
+        centred = standardize_images(train_images[start : start + CHUNK], stats) - mean
         covariance += centred.T.astype(np.float64) @ centred.astype(np.float64)
     covariance /= count
     eigenvalues, eigenvectors = np.linalg.eigh(covariance)
@@ -115,7 +115,7 @@ def whiten(images: np.ndarray, preprocessing: dict[str, np.ndarray]) -> np.ndarr
     """
     out = np.empty(images.shape, dtype=np.float16)
     for start in range(0, len(images), CHUNK):
-        batch = _standardized(images[start : start + CHUNK], preprocessing)
+        batch = standardize_images(images[start : start + CHUNK], preprocessing)
         batch -= preprocessing["zca_mean"]
         out[start : start + CHUNK] = (batch @ preprocessing["zca_matrix"]).reshape(
             -1, *images.shape[1:]
