@@ -232,6 +232,17 @@ def test_tar_gz_zip_and_folder_give_the_same_images(tmp_path, image_folder, imag
     assert list_image_archive(tar_gz)[1] == folder.names
 
 
+def test_tar_too_large_for_memory_is_streamed_with_the_same_result(
+    tmp_path, png_folder, image_files, monkeypatch
+):
+    tar_gz = image_files.pack_tar(png_folder.root, tmp_path / "images.tar.gz", top="images")
+    from_memory = open_image_source(tar_gz)
+    monkeypatch.setattr("npdl.sources.IN_MEMORY_TAR_BYTES", 1024)  # forces the stream path
+    streamed = open_image_source(tar_gz)
+    assert streamed.names == from_memory.names and streamed.classes == from_memory.classes
+    np.testing.assert_array_equal(streamed.read_images(), from_memory.read_images())
+
+
 def test_tar_member_with_dot_dot_is_rejected(tmp_path, image_files):
     png = _encode(Image.fromarray(image_files.random_images(0, 1)[0]), "PNG")
     archive = tmp_path / "evil.tar.gz"

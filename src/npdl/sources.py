@@ -554,9 +554,15 @@ def _scan_tar(archive: Path, capture: Callable[[str], bool] = lambda name: False
     folders: list[str] = []
     captured: dict[str, bytes] = {}
     try:
-        # Stream mode ("r|*"): a compressed tar has no random access anyway, and
-        # streaming is the fastest way through it.
-        with tarfile.open(archive, mode="r|*") as tar:
+        # tarfile's random-access reader over the decompressed bytes lists about twice
+        # as fast as its stream reader; archives too large to hold are streamed ("r|*").
+        in_memory = _tar_in_memory(archive)
+        how = (
+            {"fileobj": in_memory, "mode": "r:"}
+            if in_memory is not None
+            else {"name": archive, "mode": "r|*"}
+        )
+        with tarfile.open(**how) as tar:
             for member in tar:
                 _check_member_name(archive, member.name)
                 if member.isdir():
@@ -576,6 +582,18 @@ def _scan_tar(archive: Path, capture: Callable[[str], bool] = lambda name: False
     except _ARCHIVE_ERRORS as error:
         raise ValueError(f"cannot read tar archive {archive}: {error}") from error
     return _TarScan(files, folders, captured)
+
+
+#: A tar archive whose decompressed size is at most this is listed from memory.
+IN_MEMORY_TAR_BYTES = 256 * 2**20
+
+
+def _tar_in_memory(archive: Path) -> io.BytesIO | None:
+    """The decompressed tar stream of ``archive`` as an in-memory file, or None when it
+    is larger than :data:`IN_MEMORY_TAR_BYTES`."""
+    with _open_decompressed(archive) as stream:
+        data = stream.read(IN_MEMORY_TAR_BYTES + 1)
+    return io.BytesIO(data) if len(data) <= IN_MEMORY_TAR_BYTES else None
 
 
 def _open_decompressed(archive: Path) -> io.BufferedIOBase:
