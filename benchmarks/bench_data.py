@@ -1,103 +1,99 @@
-"""Data-path throughput: archive listing + decoding, and DataLoader batches.
+"""Data-path throughput: listing + decoding the shared archive, and the training
+DataLoader with augmentation.
 
 Run from the repository root::
 
-    python benchmarks/bench_data.py [ARCHIVE] [--workers N] [--repeats R]
+    python benchmarks/bench_data.py [--repeats 3]
 
-ARCHIVE defaults to the shared ``../shared/data/cifar10-train-jpeg.tar.gz`` beside the
-repository. Prints
+Measures, on the shared ``cifar10-train-jpeg.tar.gz`` (50,000 JPEGs):
 
-* listing and decoding time of the whole archive (best of ``--repeats``);
-* DataLoader throughput (samples/s) over one epoch of the 60% train split, batch
-  256, with flips + crops + rescale + normalize + flatten.
+* ``prepare_dataset`` (list, decode in worker processes, split 40k/5k/5k), the
+  library call at the heart of the prepare-split stage; min / median / max over
+  ``--repeats``;
+* one shuffled epoch of the pipeline's training loader, batch 256, random flips and
+  pad-4 crops, on (a) uint8 images standardised per batch (``normalize=standardize``)
+  and (b) ZCA-whitened float16 images (``normalize=zca``, the default), in samples/s.
 
-Timings vary with the machine and its load; this is a benchmark, not a test.
+Results go to ``benchmarks/results/data.json``. Timings vary with the machine and
+its load; this is a benchmark, not a test.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 
-from npdl.data import DataLoader, ImageFolderDataset, compute_image_mean_and_std
-from npdl.sources import open_image_source
-from npdl.transforms import (
-    ComposeTransform,
-    FlattenTransform,
-    NormalizeTransform,
-    RandomCrop,
-    RandomHorizontalFlip,
-    RescaleTransform,
-)
+from harness import SHARED_ARCHIVE, summary, write_results
+from npdl.data import DataLoader, ImageFolderDataset
+from npdl.prepared import prepare_dataset
+from npdl.preprocessing import fit_standardization, fit_zca, train_transform, whiten
 
-DEFAULT_ARCHIVE = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
-)
+SPLIT = {"train": 0.8, "val": 0.1, "test": 0.1}
 
 
-def time_listing_and_decoding(archive: Path, workers: int | None) -> tuple[float, float, int]:
-    """Seconds to list and to decode every image of ``archive``, and the image count."""
+def time_prepare(archive) -> tuple[float, object]:
     start = time.perf_counter()
-    source = open_image_source(archive)
-    listed = time.perf_counter()
-    images = source.read_images(workers=workers)
-    decoded = time.perf_counter()
-    return listed - start, decoded - listed, len(images)
+    data = prepare_dataset(archive, SPLIT, seed=0, workers="auto")
+    return time.perf_counter() - start, data
 
 
-def time_loader_epoch(archive: Path, workers: int | None, batch_size: int) -> tuple[float, int]:
-    """Seconds for one shuffled, augmented epoch of the train split, and its size."""
-    source = open_image_source(archive)
-    train = ImageFolderDataset(source, mode="train", seed=0, workers=workers)
-    mean, std = compute_image_mean_and_std(train.images)
-    train.transform = ComposeTransform(
-        [
-            RandomHorizontalFlip(rng=1),
-            RandomCrop(size=32, padding=4, rng=2),
-            RescaleTransform(),
-            NormalizeTransform(mean, std),
-            FlattenTransform(),
-        ]
+def loader_rate(images, labels, preprocessing, whitened: bool, batch: int) -> float:
+    """Samples/s of one shuffled, augmented epoch (flip + crop + normalise)."""
+    rng = np.random.default_rng(0)
+    dataset = ImageFolderDataset.from_arrays(
+        images,
+        labels,
+        [str(i) for i in range(10)],
+        transform=train_transform(preprocessing, rng, True, 4, images.shape[1], whitened),
     )
-    loader = DataLoader(train, batch_size=batch_size, shuffle=True, rng=3)
+    loader = DataLoader(dataset, batch_size=batch, shuffle=True, rng=1)
     start = time.perf_counter()
     seen = 0
-    for batch in loader:
-        seen += len(batch["label"])
+    for item in loader:
+        seen += len(item["label"])
     elapsed = time.perf_counter() - start
-    assert batch["image"].dtype == np.float32 and batch["image"].shape[1] == 3072
-    return elapsed, seen
+    assert item["image"].dtype == np.float32
+    return seen / elapsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("archive", nargs="?", type=Path, default=DEFAULT_ARCHIVE)
-    parser.add_argument("--workers", type=int, default=None, help="decoding processes")
+    parser.add_argument("--archive", default=str(SHARED_ARCHIVE))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=256)
-    arguments = parser.parse_args()
-    if not arguments.archive.exists():
-        parser.error(f"archive {arguments.archive} not found")
+    args = parser.parse_args()
 
-    runs = [
-        time_listing_and_decoding(arguments.archive, arguments.workers)
-        for _ in range(arguments.repeats)
+    runs = [time_prepare(args.archive) for _ in range(args.repeats)]
+    seconds = [s for s, _ in runs]
+    data = runs[-1][1]
+    total = sum(len(labels) for labels in data.labels.values())
+    print(f"prepare_dataset of {total} images: median {np.median(seconds):.2f} s")
+
+    images, labels = data.images["train"], data.labels["train"]
+    stats = fit_standardization(images)
+    standardized = [
+        loader_rate(images, labels, stats, False, args.batch_size) for _ in range(args.repeats)
     ]
-    listing, decoding, count = min(runs, key=lambda run: run[0] + run[1])
-    print(f"archive: {arguments.archive} ({count} images)")
-    print(
-        f"listing + decoding: {listing + decoding:.2f} s "
-        f"(listing {listing:.2f} s, decoding {decoding:.2f} s, "
-        f"{count / decoding:,.0f} images/s; best of {arguments.repeats})"
-    )
-
-    elapsed, seen = time_loader_epoch(arguments.archive, arguments.workers, arguments.batch_size)
-    print(
-        f"DataLoader epoch (train split, batch {arguments.batch_size}, flip + crop + rescale + "
-        f"normalize + flatten): {seen} samples in {elapsed:.2f} s = {seen / elapsed:,.0f} samples/s"
+    print(f"loader, uint8 + standardise: median {np.median(standardized):,.0f} samples/s")
+    # Whitening 40k images costs a minute; throughput per sample does not depend on N.
+    subset = slice(0, 10000)
+    zca = {**stats, **fit_zca(images[subset], stats, eps=0.1)}
+    white = whiten(images[subset], zca)
+    whitened = [
+        loader_rate(white, labels[subset], zca, True, args.batch_size) for _ in range(args.repeats)
+    ]
+    print(f"loader, whitened float16: median {np.median(whitened):,.0f} samples/s")
+    write_results(
+        "data",
+        {
+            "images": total,
+            "prepare_seconds": summary(seconds),
+            "batch": args.batch_size,
+            "loader_standardized_samples_per_s": summary(standardized),
+            "loader_whitened_samples_per_s": summary(whitened),
+        },
     )
 
 
