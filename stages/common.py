@@ -106,8 +106,9 @@ def stage_main(run):
     """Wrap ``run(cfg: PipelineConfig)`` as a Hydra app over ``conf/``; the job returns
     what ``run`` returns (sweepers read it).
 
-    Configuration and data errors end the process with a one-line message (exit 2)
-    instead of a traceback.
+    Configuration, data and file-system errors (a missing file, a full disk, an
+    unreachable server) end the process with a one-line message (exit 2) instead of a
+    traceback.
     """
 
     @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -117,7 +118,7 @@ def stage_main(run):
             match_threads_to_launcher()
             config = to_pipeline_config(cfg)
             return run(config)
-        except (ConfigError, FileNotFoundError, ValueError, ConnectionError, RuntimeError) as error:
+        except (ConfigError, OSError, ValueError, RuntimeError) as error:
             if in_multirun():
                 raise  # Hydra records the job as failed; the sweeper reports it
             print(f"error: {error}", file=sys.stderr)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "stages"))
@@ -73,11 +74,21 @@ def test_experiment_course_baseline_composes():
         (["solver.schedule=linear"], "solver.schedule"),
         (["model.dropout=1.5"], "model.dropout"),
         (["data.limit_files=0"], "data.limit_files"),
+        (["tune.n_trials=0"], "tune.n_trials=0 is not allowed: expected a positive number"),
+        (["tune.sampler=bayes"], "tune.sampler='bayes' is not allowed: expected one of"),
+        (["optimizer.name=adamax"], "expected one of"),
     ],
 )
 def test_impossible_configs_are_refused_naming_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
         to_pipeline_config(composed(overrides))
+
+
+def test_an_empty_search_space_is_refused_with_an_example():
+    cfg = composed()
+    OmegaConf.update(cfg, "tune.space", {}, merge=False)
+    with pytest.raises(ConfigError, match=r"tune.space=\{\} is not allowed: expected at least one"):
+        to_pipeline_config(cfg)
 
 
 def test_a_stage_refuses_bad_config_before_any_work(tmp_path):

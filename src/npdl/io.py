@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import glob
 import json
 import os
 import shutil
+import socket
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -28,18 +30,61 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_staging(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=staging_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        _name_the_file(error, path)
         raise
     _fsync_dir(path.parent)
+
+
+def _name_the_file(error: BaseException, path: Path) -> None:
+    """Re-raise an OSError that names no file (a failed write: full disk, file size
+    limit) as the same error naming ``path``."""
+    if isinstance(error, OSError) and error.filename is None and error.errno is not None:
+        raise OSError(error.errno, error.strerror, str(path)) from error
+
+
+def staging_prefix(path: Path, pid: int | None = None) -> str:
+    """Hidden name prefix of a temporary file or folder for ``path``; it names the
+    writing host and process so that a later writer can tell a dead one's leftovers."""
+    return f".{path.name}.{socket.gethostname()}-{os.getpid() if pid is None else pid}."
+
+
+def remove_stale_staging(path: Path) -> None:
+    """Delete temporary files and folders for ``path`` left by killed writers on this
+    host (their process no longer exists). A writer killed while swapping a folder
+    leaves the old folder aside and ``path`` missing: the old folder is put back."""
+    host_prefix = f".{path.name}.{socket.gethostname()}-"
+    for leftover in sorted(path.parent.glob(f"{glob.escape(host_prefix)}*")):
+        pid_text = leftover.name[len(host_prefix) :].split(".", 1)[0]
+        if not pid_text.isdigit() or _process_exists(int(pid_text)):
+            continue
+        if leftover.name.endswith(".old") and not path.exists():
+            os.replace(leftover, path)
+        elif leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -59,7 +104,8 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    remove_stale_staging(path)
+    staging = Path(tempfile.mkdtemp(prefix=staging_prefix(path), dir=path.parent))
     try:
         yield staging
         for file in staging.iterdir():
@@ -68,12 +114,15 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
                     os.fsync(handle.fileno())
         old = None
         if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            old = path.with_name(f"{staging_prefix(path)}old")
             os.replace(path, old)
         os.replace(staging, path)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         _fsync_dir(path.parent)
+    except BaseException as error:
+        _name_the_file(error, path)
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -91,8 +91,20 @@ def prepare_dataset(
     image_size : int
     workers : int or 'auto', optional
         Decoding processes (see :meth:`npdl.sources.ImageSource.read_images`).
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 classes, an empty train or val split, or an unreadable source
+        (naming it).
     """
     source = open_image_source(source_path)
+    if len(source.classes) < 2:
+        raise ValueError(
+            f"{source_path} has {len(source.classes)} class {list(source.classes)}; a "
+            "classifier needs at least 2 class folders (ImageFolder layout: one folder of "
+            "images per class)"
+        )
     by_mode = split_source_indices(source, split, rng=np.random.default_rng(seed))
     limits = _limit_per_mode({mode: len(by_mode[mode]) for mode in MODES}, limit_files)
     by_mode = {

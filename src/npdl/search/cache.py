@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import load_json, load_npz, save_json, save_npz
+from ..io import load_json, load_npz, remove_stale_staging, save_json, save_npz, staging_prefix
 
 
 def stable_hash(payload) -> str:
@@ -107,7 +107,8 @@ class TrialCache:
         """
         final = self.entry_dir(lineage, epochs)
         final.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+        remove_stale_staging(final)
+        staging = Path(tempfile.mkdtemp(prefix=staging_prefix(final), dir=final.parent))
         try:
             if model is not None:
                 model.save_model(staging / "model.npz")
