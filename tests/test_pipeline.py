@@ -2,12 +2,15 @@
 of the shared CIFAR-10 archive, in a temporary git repository holding a copy of the
 project."""
 
+import csv
 import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -215,6 +218,58 @@ def test_evaluate_any_folder_matches_an_independent_computation(project, tmp_pat
             total += 1
     assert reported["n"] == total == 40
     assert reported["accuracy"] == pytest.approx(correct / total)
+
+
+def test_sigkill_during_tune_then_rerun_reuses_the_finished_trials(project):
+    repo, _ = project
+    cache = repo / ".cache/npdl/trial-cache"
+    shutil.rmtree(cache)  # the fixture's search is cached: start this one afresh
+    reports = [repo / "models/tune" / name for name in ("leaderboard.csv", "best_overrides.json")]
+    before = [path.read_bytes() for path in reports]
+    command = [
+        sys.executable,
+        "stages/tune.py",
+        "--config-dir=.",
+        "--config-name=params",
+        "hydra.run.dir=.",
+        "hydra.output_subdir=null",
+    ]
+    env = {**os.environ, "CIFAR10_SOURCE": str(SHARED_ARCHIVE)}
+    process = subprocess.Popen(
+        command,
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    events = cache / "events.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if events.exists() and '"store"' in events.read_text():
+            break
+        time.sleep(0.01)
+    assert process.poll() is None, "the search ended before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    stored = [json.loads(line) for line in events.read_text().splitlines()]
+    stored = {(e["lineage"], e["epochs"]) for e in stored if e["event"] == "store"}
+    assert stored
+    # The reports were never half-written: still the fixture's.
+    assert [path.read_bytes() for path in reports] == before
+
+    sh(command, repo)
+    rerun = [json.loads(line) for line in events.read_text().splitlines()]
+    hits = {(e["lineage"], e["epochs"]) for e in rerun if e["event"] == "hit"}
+    assert stored <= hits  # every trial finished before the kill came from the cache
+    # Same data, same seeds: the search reaches the same result as before.
+    assert reports[1].read_bytes() == before[1]
+    keep = ("rank", "overrides", "val_acc", "val_loss", "epochs", "status")
+
+    def ranking(text):
+        return [{k: row[k] for k in keep} for row in csv.DictReader(text.splitlines())]
+
+    assert ranking(reports[0].read_text()) == ranking(before[0].decode())
 
 
 def test_exp_run_with_set_param_changes_metrics(project):

@@ -14,6 +14,7 @@ from npdl.sources import (
     Cifar10PythonSource,
     FolderImageSource,
     decode_image,
+    decoding_pool,
     list_image_archive,
     list_image_folder,
     open_image_source,
@@ -321,6 +322,17 @@ def test_parallel_decoding_matches_serial_and_reports_errors(tmp_path, image_fil
 
 
 # ----------------------------------------------------------- CIFAR-10 python archive
+
+
+def test_a_decoding_pool_started_early_is_reused_across_reads(tmp_path, image_files, png_folder):
+    archive = image_files.pack_tar(png_folder.root, tmp_path / "images.tar.gz")
+    with decoding_pool(2) as pool:
+        source = open_image_source(archive)
+        first = source.read_images(workers=pool)
+        again = source.read_images([5, 1, 5], workers=pool)
+    serial = source.read_images()
+    np.testing.assert_array_equal(first, serial)
+    np.testing.assert_array_equal(again, serial[[5, 1, 5]])
 
 
 def test_read_cifar10_python_archive(cifar_archive):

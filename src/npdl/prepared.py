@@ -13,6 +13,7 @@ leaves the previous complete folder (or none), never a partial one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -23,7 +24,7 @@ import numpy as np
 
 from .data import split_source_indices, stratified_subset
 from .io import atomic_folder, load_json, save_json
-from .sources import open_image_source
+from .sources import decoding_pool, open_image_source
 
 MODES = ("train", "val", "test")
 PREPARED_FORMAT = 1
@@ -98,6 +99,14 @@ def prepare_dataset(
         Fewer than 2 classes, an empty train or val split, or an unreadable source
         (naming it).
     """
+    # Decoding processes start now, so that their start-up overlaps with the listing.
+    parallel = workers == "auto" or (isinstance(workers, int) and workers > 1)
+    pool = decoding_pool(None if workers == "auto" else workers) if parallel else None
+    with pool or contextlib.nullcontext():
+        return _prepare(source_path, split, seed, limit_files, image_size, pool or workers)
+
+
+def _prepare(source_path, split, seed, limit_files, image_size, workers) -> PreparedData:
     source = open_image_source(source_path)
     if len(source.classes) < 2:
         raise ValueError(

@@ -36,7 +36,7 @@ import zlib
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -287,7 +287,7 @@ def _decode_into(
     images: np.ndarray,
     items: Iterable[tuple[int, str, bytes]],
     count: int,
-    workers: int | str | None,
+    workers: int | str | Executor | None,
 ) -> None:
     """Decode ``(row, name, data)`` items into ``images[row]``.
 
@@ -296,14 +296,50 @@ def _decode_into(
     memory at once. Processes rather than threads: a 32x32 JPEG decodes in ~50 us, of
     which Pillow holds the GIL for a third, and a thread pool measured no faster than
     one thread; two worker processes decode about 1.3-1.6x faster on the 2-core
-    development machine (workers start in ~0.4 s, hence the size threshold).
+    development machine (workers start in ~0.4 s, hence the size threshold). An
+    executor passed as ``workers`` (see :func:`decoding_pool`) is used as it is.
     """
-    size = images.shape[1:3]
+    if isinstance(workers, Executor):
+        _decode_with(workers, images, items, count, workers._max_workers)
+        return
     worker_count = _resolve_workers(workers, count)
     if worker_count <= 1:
         _decode_rows_into(images, items)
         return
+    with decoding_pool(worker_count) as executor:
+        try:
+            _decode_with(executor, images, items, count, worker_count)
+        except BaseException:
+            executor.shutdown(wait=True, cancel_futures=True)
+            raise
 
+
+def decoding_pool(workers: int | None = None) -> ProcessPoolExecutor:
+    """A pool of image-decoding processes (default: one per available CPU) to pass as
+    ``workers`` to :meth:`ImageSource.read_images`; start it early and its start-up
+    overlaps with other work, such as listing an archive. Use it as a context manager.
+
+    "spawn" behaves the same on every platform and is safe when the caller has threads
+    running (fork is not). Its catch is the usual one: a script that decodes at import
+    time needs an ``if __name__ == "__main__":`` guard.
+    """
+    workers = workers or _available_cpus()
+    executor = ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+    )
+    for _ in range(workers):  # start every worker now, importing the decoder
+        executor.submit(_decode_rows_into, np.empty((0, 1, 1, 3), np.uint8), [])
+    return executor
+
+
+def _decode_with(
+    executor: Executor,
+    images: np.ndarray,
+    items: Iterable[tuple[int, str, bytes]],
+    count: int,
+    worker_count: int,
+) -> None:
+    size = images.shape[1:3]
     chunk_size = max(1, min(_CHUNK_IMAGES, -(-count // (4 * worker_count))))
     pending: deque[tuple[list[int], Future]] = deque()
 
@@ -311,26 +347,17 @@ def _decode_into(
         slots, future = pending.popleft()
         images[slots] = future.result()
 
-    # "spawn" behaves the same on every platform and is safe when the caller has
-    # threads running (fork is not). Its catch is the usual one: a script that
-    # decodes at import time needs an ``if __name__ == "__main__":`` guard.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=worker_count, mp_context=context) as executor:
-        try:
-            iterator = iter(items)
-            while True:
-                chunk = [item for _, item in zip(range(chunk_size), iterator, strict=False)]
-                if not chunk:
-                    break
-                slots, names, blobs = (list(column) for column in zip(*chunk, strict=True))
-                pending.append((slots, executor.submit(_decode_chunk, names, blobs, size)))
-                while len(pending) > 2 * worker_count:
-                    collect_oldest()
-            while pending:
-                collect_oldest()
-        except BaseException:
-            executor.shutdown(wait=True, cancel_futures=True)
-            raise
+    iterator = iter(items)
+    while True:
+        chunk = [item for _, item in zip(range(chunk_size), iterator, strict=False)]
+        if not chunk:
+            break
+        slots, names, blobs = (list(column) for column in zip(*chunk, strict=True))
+        pending.append((slots, executor.submit(_decode_chunk, names, blobs, size)))
+        while len(pending) > 2 * worker_count:
+            collect_oldest()
+    while pending:
+        collect_oldest()
 
 
 def _resize_array(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -744,7 +771,7 @@ class ImageSource(ABC):
         size : int or (int, int), default (32, 32)
             Output ``(height, width)``; other sizes are resized (see
             :func:`decode_image`).
-        workers : int or 'auto', optional
+        workers : int, 'auto' or a pool from :func:`decoding_pool`, optional
             Decoding processes. Default (None), ``0`` or ``1``: decode in this
             process. ``'auto'``: one per available CPU when at least 4096 images are
             decoded. More than one spawns processes, which re-import the caller's
