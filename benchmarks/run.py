@@ -163,6 +163,13 @@ def render_pipeline(result: dict) -> list[str]:
         lines.append(
             f"| {stage} | {spread(entry['seconds'], '{:.1f}')} | {entry['peak_rss_mb']:,.0f} |"
         )
+    alone = result.get("prepare_split_without_dvc_seconds")
+    if alone:
+        lines += [
+            "",
+            "prepare-split's own command (`python stages/prepare_split.py ...`, what the "
+            f"DVC stage runs, without DVC around it): {spread(alone, '{:.1f}')} s.",
+        ]
     lines += ["", f"Peak RSS of the whole pipeline: **{result['peak_rss_mb']:,.0f} MB**.", ""]
     return lines
 
