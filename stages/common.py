@@ -7,6 +7,7 @@ everything else is library code in ``src/npdl``.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -18,10 +19,18 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from npdl.config import ConfigError, PipelineConfig, validate_config
-from npdl.threads import available_cores, set_num_threads, threads_per_worker
+from npdl.threads import set_num_threads, threads_per_worker
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = PROJECT_ROOT / "conf"
+
+# Launchers that run jobs in fresh interpreters (submitit locally or on SLURM) unpickle
+# the job function by module name: they must find this folder's modules too.
+_STAGES = str(Path(__file__).resolve().parent)
+if _STAGES not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [_STAGES, os.environ.get("PYTHONPATH")])
+    )
 
 
 def to_pipeline_config(cfg: DictConfig) -> PipelineConfig:
@@ -82,24 +91,31 @@ def run_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
-def parallel_jobs() -> int:
-    """How many jobs of this sweep run at once on this machine: the joblib launcher's
-    ``n_jobs`` (-1 = one per core); 1 for single runs and sequential launchers."""
+def launcher_threads() -> int | None:
+    """Threads each job of this sweep should use, from the launcher's configuration:
+    the joblib launcher's ``cores // n_jobs`` (``n_jobs=-1``: one job per core), the
+    CPUs a Ray task reserves (``ray.remote.num_cpus``) or a submitit job gets
+    (``cpus_per_task``). None for single runs and sequential launchers."""
     if not in_multirun():
-        return 1
-    n_jobs = OmegaConf.select(HydraConfig.get().launcher, "n_jobs", default=None)
-    if n_jobs is None:
-        return 1
-    n_jobs = int(n_jobs)
-    return available_cores() if n_jobs < 0 else max(1, n_jobs)
+        return None
+    launcher = HydraConfig.get().launcher
+    n_jobs = OmegaConf.select(launcher, "n_jobs", default=None)
+    if n_jobs is not None:
+        n_jobs = int(n_jobs)
+        return 1 if n_jobs < 0 else threads_per_worker(n_jobs)
+    for key in ("ray.remote.num_cpus", "cpus_per_task"):
+        cpus = OmegaConf.select(launcher, key, default=None)
+        if cpus:
+            return max(1, int(cpus))
+    return None
 
 
 def match_threads_to_launcher() -> None:
     """Give each of the sweep's parallel jobs its share of the cores (BLAS threads and
     npdl's update threads), so that two jobs on two cores run two threads, not four."""
-    jobs = parallel_jobs()
-    if jobs > 1:
-        set_num_threads(threads_per_worker(jobs))
+    threads = launcher_threads()
+    if threads is not None:
+        set_num_threads(threads)
 
 
 def stage_main(run):

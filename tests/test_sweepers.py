@@ -64,9 +64,9 @@ def sweep_args(data_dir, cache, sweep_dir, sweeper, *overrides):
     ]
 
 
-def run_sweep(*args):
+def run_sweep(*args, env=None):
     result = subprocess.run(
-        sweep_args(*args), capture_output=True, text=True, check=False, cwd=ROOT
+        sweep_args(*args), capture_output=True, text=True, check=False, cwd=ROOT, env=env
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
