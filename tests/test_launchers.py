@@ -134,3 +134,35 @@ def test_random_search_through_submitit_local_matches_the_local_search(
     # Each job ran on the CPUs the launcher gave it (cpus_per_task: 1).
     jobs = sorted((tmp_path / "sweep").glob("*/metrics/train.json"))
     assert len(jobs) == 4 and {load_json(job)["threads"] for job in jobs} == {1}
+
+
+def test_random_search_on_a_private_ray_matches_the_local_search(
+    data_dir,  # noqa: F811
+    local_leaderboard,
+    tmp_path,
+):
+    ray_tmp = Path(tempfile.mkdtemp(prefix="npdl-ray-", dir="/tmp"))
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "NPDL_RAY_TMP": str(ray_tmp),
+        "NPDL_RAY_CPUS": "2",
+    }
+    out = run_sweep(
+        data_dir,
+        tmp_path / "cache",
+        tmp_path / "sweep",
+        *RANDOM_SEARCH,
+        "hydra/launcher=ray_local",
+        env=env,
+    )
+    assert "Ray Launcher is launching 4 jobs" in out
+    same_leaderboard(leaderboard(tmp_path / "sweep"), local_leaderboard)
+    # The sweep's Ray ended with it, and kept its files in NPDL_RAY_TMP.
+    assert ray_processes(str(ray_tmp)) == [], "Ray processes outlived the sweep"
+    assert any(ray_tmp.iterdir()) and list(home.iterdir()) == []
+    shutil.rmtree(ray_tmp)
