@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from common import project_path, run_dir, stage_main
+from npdl import plots
 from npdl.config import PipelineConfig
 from npdl.evaluation import classification_metrics, predict_logits, relabel
 from npdl.io import save_csv, save_json
@@ -39,6 +42,14 @@ def run(cfg: PipelineConfig) -> dict:
             for i, j in zip(labels.tolist(), logits.argmax(axis=1).tolist(), strict=True)
         ]
         save_csv(out / "confusion.csv", rows, ["actual", "predicted"])
+        counts = np.zeros((len(names), len(names)), dtype=np.int64)
+        np.add.at(counts, (labels, logits.argmax(axis=1)), 1)
+        plots.confusion_matrix(
+            counts,
+            names,
+            run_dir() / cfg.paths.plots / "confusion_matrix.png",
+            f"Test split: accuracy {metrics['accuracy']:.2%} on {metrics['n']} images",
+        )
     print(
         f"accuracy {metrics['accuracy']:.4f} on {metrics['n']} images, loss {metrics['loss']:.4f}"
     )

@@ -14,6 +14,7 @@ win over it."""
 from __future__ import annotations
 
 from common import apply_overrides, in_multirun, project_path, run_dir, stage_main
+from npdl import plots
 from npdl.config import PipelineConfig
 from npdl.io import link_or_copy, load_json, save_csv, save_json
 from npdl.search.cache import TrialCache
@@ -69,6 +70,8 @@ def run(cfg: PipelineConfig) -> dict:
         link_or_copy(result["model_path"], out / cfg.paths.models / "model.npz")
     history = [{k: row[k] for k in HISTORY_FIELDS} for row in result["history"]]
     save_csv(out / cfg.paths.metrics / "train_history.csv", history, HISTORY_FIELDS)
+    if not sweeping:  # a sweep's trials skip the picture: matplotlib costs ~1 s a trial
+        plots.learning_curves(history, out / cfg.paths.plots / "learning_curves.png")
     print(f"trained: {metrics}")
     return metrics
 

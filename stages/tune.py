@@ -13,10 +13,13 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from common import PROJECT_ROOT, project_path, run_dir, stage_main
+from npdl import plots
 from npdl.config import PipelineConfig
-from npdl.io import load_json, save_json
+from npdl.io import load_json, save_csv, save_json
+from npdl.search import report
 
 SWEEPERS = {"grid": "npdl_grid", "random": "npdl_random", "halving": "npdl_halving"}
 REPORTS = ("leaderboard.csv", "leaderboard.md", "best_overrides.json")
@@ -57,12 +60,35 @@ def sweep_command(cfg: PipelineConfig, sweep_dir) -> list[str]:
     return args + [f"{key}={value}" for key, value in tune.space.items()]
 
 
+TRIALS_CSV = "tune_trials.csv"
+PARALLEL_CSV = "tune_parallel.csv"
+
+
+def write_plots(cfg: PipelineConfig, leaderboard: Path | None) -> None:
+    """The search's plot data (``metrics/tune_*.csv``, for ``dvc plots``) and its
+    pictures (``plots/tune_*.png``); empty ones when tuning is off."""
+    metrics, pictures = run_dir() / cfg.paths.metrics, run_dir() / cfg.paths.plots
+    rows = report.read_leaderboard(leaderboard) if leaderboard else []
+    table, columns = report.trial_table(rows)
+    log_columns = report.log_scaled(cfg.tune.space)
+    long_rows = report.parallel_table(table, columns, log_columns)
+    save_csv(metrics / TRIALS_CSV, table, ["rank", "val_acc", "epochs", *columns])
+    save_csv(
+        metrics / PARALLEL_CSV,
+        long_rows,
+        ["rank", "val_acc", "hyperparameter", "value", "position"],
+    )
+    plots.hyperparameter_scatter(table, columns, pictures / "tune_hyperparameters.png", log_columns)
+    plots.parallel_coordinates(long_rows, columns, pictures / "tune_parallel.png")
+
+
 def run(cfg: PipelineConfig) -> dict:
     out = run_dir() / cfg.paths.models / "tune"
     if not cfg.tune.enabled:
         best = {"sampler": "disabled", "overrides": {}}
         shutil.rmtree(out, ignore_errors=True)
         save_json(out / "best_overrides.json", best)
+        write_plots(cfg, None)
         print("tuning disabled: training with the configured hyperparameters")
         return best
     sweeps = project_path(cfg.paths.cache) / "tune-sweeps"
@@ -79,6 +105,7 @@ def run(cfg: PipelineConfig) -> dict:
         shutil.copyfile(sweep_dir / name, out / f".{name}.tmp")
         (out / f".{name}.tmp").replace(out / name)
     best = load_json(out / "best_overrides.json")
+    write_plots(cfg, out / "leaderboard.csv")
     if not best["overrides"]:
         raise RuntimeError(f"no trial of the search succeeded; see {sweep_dir}")
     return best

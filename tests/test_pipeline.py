@@ -140,6 +140,53 @@ def test_dvc_plots_render(project):
     for plot_id in ["Loss_per_epoch", "Accuracy_per_epoch", "Confusion_matrix__test_split_"]:
         assert f"vegaEmbed('#{plot_id}'" in html
     assert '"val_loss"' in html and '"predicted"' in html  # the data, not only the frames
+    # The search: accuracy against each hyperparameter, and parallel coordinates.
+    for plot_id in [
+        "Validation_accuracy_against_the_learning_rate__tune_",
+        "Validation_accuracy_against_the_weight_decay__tune_",
+        "Validation_accuracy_against_dropout__tune_",
+        "Trials_across_the_hyperparameters__tune__parallel_coordinates_",
+    ]:
+        assert f"vegaEmbed('#{plot_id}'" in html, plot_id
+    assert '"hyperparameter"' in html and '"position"' in html
+    # The PNG pictures are embedded too.
+    for name in ["learning_curves", "confusion_matrix", "tune_hyperparameters", "tune_parallel"]:
+        assert f"{name}.png" in html, name
+
+
+def test_tune_plot_data_is_complete(project):
+    repo, _ = project
+    leaderboard = list(csv.DictReader((repo / "models/tune/leaderboard.csv").open()))
+    trials = list(csv.DictReader((repo / "metrics/tune_trials.csv").open()))
+    # Every configuration of the search (3), each once, at its largest budget.
+    assert len(trials) == len({row["overrides"] for row in leaderboard}) == 3
+    assert set(trials[0]) == {"rank", "val_acc", "epochs", "lr", "weight_decay", "dropout"}
+    by_rank = {row["rank"]: row for row in leaderboard}
+    for trial in trials:
+        row = by_rank[trial["rank"]]
+        assert float(trial["val_acc"]) == pytest.approx(float(row["val_acc"]))
+        assert f"optimizer.lr={trial['lr']}" in row["overrides"]
+        same_point = [r for r in leaderboard if r["overrides"] == row["overrides"]]
+        assert int(trial["epochs"]) == max(int(r["epochs"]) for r in same_point)
+    parallel = list(csv.DictReader((repo / "metrics/tune_parallel.csv").open()))
+    assert len(parallel) == 3 * 3
+    positions = [float(row["position"]) for row in parallel]
+    assert min(positions) == 0.0 and max(positions) == 1.0
+
+
+def test_pictures_are_written_as_png_images(project):
+    repo, _ = project
+    for name, least in [
+        ("learning_curves", (800, 300)),
+        ("confusion_matrix", (500, 450)),
+        ("tune_hyperparameters", (800, 300)),
+        ("tune_parallel", (500, 300)),
+    ]:
+        path = repo / "plots" / f"{name}.png"
+        with Image.open(path) as image:
+            assert image.format == "PNG" and image.size >= least, (name, image.size)
+            pixels = np.asarray(image.convert("L"))
+        assert pixels.std() > 5, f"{name}.png is blank"
 
 
 def test_multirun_writes_per_job_outputs_and_leaves_tracked_ones_alone(project):

@@ -34,7 +34,7 @@ class ConfigError(ValueError):
 @dataclass
 class PathsConfig:
     """Where things live. ``data`` and ``cache`` are relative to the project root;
-    ``models`` and ``metrics`` to the run folder (the project root under DVC, Hydra's
+    ``models``, ``metrics`` and ``plots`` (PNG pictures) to the run folder (the project root under DVC, Hydra's
     job folder for direct runs, so direct runs never overwrite DVC's outputs)."""
 
     data: str = "data"
@@ -42,6 +42,7 @@ class PathsConfig:
     trial_cache: str = ".cache/npdl/trial-cache"
     models: str = "models"
     metrics: str = "metrics"
+    plots: str = "plots"
 
 
 @dataclass

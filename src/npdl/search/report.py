@@ -1,0 +1,128 @@
+"""Plot data of a finished search, from its ``leaderboard.csv``.
+
+Two tables, both written as CSV for ``dvc plots`` and drawn as PNG by
+:mod:`npdl.plots`:
+
+* one row per finished configuration: ``rank``, ``val_acc``, ``epochs`` and one column per
+  searched hyperparameter (named by the key's last part: ``optimizer.lr`` -> ``lr``);
+* the same in long form for a parallel-coordinates view: one row per trial and
+  hyperparameter, with the value scaled to [0, 1] along its axis (log10 first for
+  keys searched on a log scale, categories in order of appearance).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+
+def parse_overrides(text: str) -> dict[str, Any]:
+    """``key=value key=value`` (as :func:`~npdl.search.leaderboard.format_overrides`
+    writes it) -> ``{key: value}``; values read as JSON where they are JSON."""
+    parsed: dict[str, Any] = {}
+    for item in text.split():
+        key, _, value = item.partition("=")
+        try:
+            parsed[key] = json.loads(value)
+        except ValueError:
+            parsed[key] = value
+    return parsed
+
+
+def read_leaderboard(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows of a ``leaderboard.csv`` with ``overrides`` parsed and numbers as floats."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row["overrides"] = parse_overrides(row["overrides"])
+        for key in ("rank", "val_acc", "val_loss", "epochs", "seconds"):
+            row[key] = float(row[key]) if row.get(key) not in (None, "") else None
+    return rows
+
+
+def short_names(keys: Iterable[str]) -> dict[str, str]:
+    """Column name per key: its last dotted part, or the whole key where two keys
+    share a last part."""
+    keys = list(keys)
+    last = [key.rsplit(".", 1)[-1] for key in keys]
+    return {
+        key: (short if last.count(short) == 1 else key)
+        for key, short in zip(keys, last, strict=True)
+    }
+
+
+def trial_table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[dict], list[str]]:
+    """One row per finished (``ok``) configuration: rank, val_acc, epochs and each
+    searched value; a configuration that successive halving trained at several budgets
+    is shown at its largest. Returns the rows (in rank order) and the hyperparameter
+    column names (in key order)."""
+    largest: dict[str, Mapping[str, Any]] = {}
+    for row in rows:
+        if row["status"] != "ok" or row["val_acc"] is None:
+            continue
+        point = json.dumps(row["overrides"], sort_keys=True)
+        if point not in largest or row["epochs"] > largest[point]["epochs"]:
+            largest[point] = row
+    finished = sorted(largest.values(), key=lambda row: row["rank"])
+    keys = sorted({key for row in finished for key in row["overrides"]})
+    names = short_names(keys)
+    table = [
+        {
+            "rank": int(row["rank"]),
+            "val_acc": row["val_acc"],
+            "epochs": int(row["epochs"]),
+            **{names[key]: _cell(row["overrides"].get(key)) for key in keys},
+        }
+        for row in finished
+    ]
+    return table, [names[key] for key in keys]
+
+
+def parallel_table(
+    table: Sequence[Mapping[str, Any]], columns: Sequence[str], log_columns: Iterable[str] = ()
+) -> list[dict]:
+    """Long form of :func:`trial_table` for parallel coordinates: per trial and column,
+    ``position`` in [0, 1] along the column's axis (log10 for ``log_columns``;
+    categories in order of first appearance; a column with one value sits at 0.5)."""
+    log_columns = set(log_columns)
+    positions = {column: _axis(table, column, column in log_columns) for column in columns}
+    return [
+        {
+            "rank": row["rank"],
+            "val_acc": row["val_acc"],
+            "hyperparameter": column,
+            "value": row[column],
+            "position": positions[column](row[column]),
+        }
+        for row in table
+        for column in columns
+    ]
+
+
+def log_scaled(space: Mapping[str, str]) -> list[str]:
+    """Column names of the keys a search space samples on a log scale."""
+    names = short_names(sorted(space))
+    return [names[key] for key, text in space.items() if "log" in str(text)]
+
+
+def _cell(value: Any) -> Any:
+    return value if isinstance(value, int | float | str) or value is None else json.dumps(value)
+
+
+def _axis(table: Sequence[Mapping[str, Any]], column: str, log: bool):
+    values = [row[column] for row in table]
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+    if not numeric:
+        order = list(dict.fromkeys(str(v) for v in values))
+        span = max(len(order) - 1, 1)
+        return lambda v: order.index(str(v)) / span if len(order) > 1 else 0.5
+    transform = (lambda v: math.log10(v)) if log and all(v > 0 for v in values) else float
+    scaled = [transform(v) for v in values]
+    low, high = min(scaled, default=0.0), max(scaled, default=0.0)
+    if high == low:
+        return lambda v: 0.5
+    return lambda v: (transform(v) - low) / (high - low)

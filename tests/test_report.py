@@ -1,0 +1,103 @@
+"""Plot data of a search (npdl.search.report) and its PNG pictures (npdl.plots)."""
+
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from npdl import plots
+from npdl.search import report
+from npdl.search.leaderboard import format_overrides
+
+
+def test_overrides_round_trip_through_the_leaderboard_text():
+    point = {"optimizer.lr": 0.00123, "model.hidden_size": [512, 256], "model.activation": "relu"}
+    assert report.parse_overrides(format_overrides(point)) == point
+
+
+def test_short_names_keep_keys_apart():
+    names = report.short_names(["optimizer.lr", "model.reg", "solver.reg"])
+    assert names == {"optimizer.lr": "lr", "model.reg": "model.reg", "solver.reg": "solver.reg"}
+
+
+def rows():
+    def row(rank, lr, width, acc, epochs, status="ok"):
+        overrides = {"optimizer.lr": lr, "model.hidden_size": width}
+        return {
+            "rank": rank,
+            "overrides": overrides,
+            "val_acc": acc,
+            "epochs": epochs,
+            "status": status,
+        }
+
+    return [
+        row(1, 1e-3, [64], 0.5, 4),
+        row(2, 1e-2, [32], 0.4, 2),
+        row(3, 1e-3, [64], 0.3, 2),  # the same point at a smaller budget
+        row(4, 1e-4, [32], None, 1, status="diverged"),
+    ]
+
+
+def test_trial_table_keeps_finished_points_once_at_their_largest_budget():
+    table, columns = report.trial_table(rows())
+    assert columns == ["hidden_size", "lr"]
+    assert [(r["rank"], r["epochs"], r["lr"], r["hidden_size"]) for r in table] == [
+        (1, 4, 1e-3, "[64]"),
+        (2, 2, 1e-2, "[32]"),
+    ]
+
+
+def test_parallel_positions_use_log_scale_and_category_order():
+    table = [
+        {"rank": 1, "val_acc": 0.5, "lr": 1e-4, "act": "relu"},
+        {"rank": 2, "val_acc": 0.4, "lr": 1e-3, "act": "tanh"},
+        {"rank": 3, "val_acc": 0.3, "lr": 1e-2, "act": "relu"},
+    ]
+    long_rows = report.parallel_table(table, ["lr", "act"], log_columns=["lr"])
+    lr = [r["position"] for r in long_rows if r["hyperparameter"] == "lr"]
+    act = [r["position"] for r in long_rows if r["hyperparameter"] == "act"]
+    assert lr == pytest.approx([0.0, 0.5, 1.0])  # evenly spaced on the log scale
+    assert act == [0.0, 1.0, 0.0]
+    linear = report.parallel_table(table, ["lr"])
+    assert [r["position"] for r in linear][1] == pytest.approx((1e-3 - 1e-4) / (1e-2 - 1e-4))
+
+
+def test_log_scaled_columns_come_from_the_space():
+    space = {"optimizer.lr": "tag(log, interval(1e-4, 1e-2))", "model.dropout": "interval(0, 0.3)"}
+    assert report.log_scaled(space) == ["lr"]
+
+
+def _assert_png(path, least):
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size >= least
+        assert np.asarray(image.convert("L")).std() > 5  # not blank
+
+
+@pytest.mark.skipif(not plots.available(), reason="needs matplotlib")
+def test_pictures_are_png_images_and_reproducible(tmp_path):
+    history = [
+        {
+            "epoch": e,
+            "train_loss": 2 / e,
+            "val_loss": 2.2 / e,
+            "train_acc": 1 - 1 / e,
+            "val_acc": 0.9 - 1 / e,
+        }
+        for e in range(1, 6)
+    ]
+    plots.learning_curves(history, tmp_path / "curves.png")
+    plots.learning_curves(history, tmp_path / "again.png")
+    assert (tmp_path / "curves.png").read_bytes() == (tmp_path / "again.png").read_bytes()
+    plots.confusion_matrix(np.eye(3, dtype=int) * 5 + 1, ["a", "b", "c"], tmp_path / "cm.png", "t")
+    table, columns = report.trial_table(rows())
+    plots.hyperparameter_scatter(table, columns, tmp_path / "scatter.png", ["lr"])
+    plots.parallel_coordinates(
+        report.parallel_table(table, columns, ["lr"]), columns, tmp_path / "pc.png"
+    )
+    for name in ("curves", "cm", "scatter", "pc"):
+        _assert_png(tmp_path / f"{name}.png", (300, 200))
+    plots.parallel_coordinates([], [], tmp_path / "empty.png")  # tuning off: a note
+    assert (tmp_path / "empty.png").stat().st_size > 0
+    assert not math.isnan(table[0]["val_acc"])
