@@ -13,6 +13,10 @@ win over it."""
 
 from __future__ import annotations
 
+import sys
+
+from tqdm import tqdm
+
 from common import apply_overrides, in_multirun, project_path, run_dir, stage_main
 from npdl import plots
 from npdl.config import PipelineConfig
@@ -48,6 +52,28 @@ def tuned(cfg: PipelineConfig) -> PipelineConfig:
     return apply_overrides(cfg, best)
 
 
+class EpochBar:
+    """A tqdm bar over epochs, updated by a Solver callback with the epoch's figures."""
+
+    def __init__(self, epochs: int):
+        self.bar = tqdm(total=epochs, desc="training", unit="epoch")
+
+    def callback(self, solver, stats: dict) -> bool:
+        self.bar.n = solver.epoch  # a resumed run starts where its checkpoint ended
+        self.bar.set_postfix(
+            {k: f"{stats[k]:.4f}" for k in ("train_loss", "val_loss", "val_acc") if k in stats},
+            refresh=True,
+        )
+        return False  # never asks the Solver to stop
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def epoch_bar(epochs: int) -> EpochBar | None:
+    return EpochBar(epochs) if sys.stderr.isatty() else None
+
+
 def run(cfg: PipelineConfig) -> dict:
     if cfg.tune.enabled and not in_multirun():
         cfg = tuned(cfg)
@@ -56,9 +82,19 @@ def run(cfg: PipelineConfig) -> dict:
     )
     cache = TrialCache(project_path(cfg.paths.trial_cache))
     sweeping = in_multirun()
+    # On a terminal a single run shows a live bar; elsewhere (CI, logs, sweeps) the
+    # Solver prints one line per epoch.
+    bar = None if sweeping else epoch_bar(cfg.solver.epochs)
     result = run_trial(
-        cfg, data, cache, verbose=True, store_model=cfg.tune.keep_trial_models or not sweeping
+        cfg,
+        data,
+        cache,
+        verbose=bar is None,
+        store_model=cfg.tune.keep_trial_models or not sweeping,
+        callbacks=[bar.callback] if bar else [],
     )
+    if bar:
+        bar.close()
     metrics = {key: result[key] for key in METRIC_FIELDS}
     out = run_dir()
     save_json(out / cfg.paths.metrics / "train.json", metrics)

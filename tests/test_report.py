@@ -101,3 +101,24 @@ def test_pictures_are_png_images_and_reproducible(tmp_path):
     plots.parallel_coordinates([], [], tmp_path / "empty.png")  # tuning off: a note
     assert (tmp_path / "empty.png").stat().st_size > 0
     assert not math.isnan(table[0]["val_acc"])
+
+
+def test_the_epoch_bar_follows_the_solver_and_shows_its_figures(capsys):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
+    from train import EpochBar
+
+    class FakeSolver:
+        epoch = 0
+
+    bar, solver = EpochBar(5), FakeSolver()
+    bar.bar.disable = False  # as on a terminal
+    for epoch, acc in [(3, 0.41), (4, 0.45)]:  # resumed after epoch 2
+        solver.epoch = epoch
+        assert bar.callback(solver, {"train_loss": 1.5, "val_loss": 1.6, "val_acc": acc}) is False
+    assert (
+        bar.bar.n == 4 and bar.bar.postfix == "train_loss=1.5000, val_loss=1.6000, val_acc=0.4500"
+    )
+    bar.close()

@@ -94,6 +94,9 @@ def test_random_search_is_seeded_cached_and_grows(data_dir, tmp_path):
         1e-4 <= float(r["overrides"].split("optimizer.lr=")[1].split()[0]) <= 1e-2 for r in rows
     )
     assert len(events(cache, "store")) == 4 and "4 trials, 0 from the cache" in out
+    # Not on a terminal: one progress line per trial instead of a bar.
+    for done in range(1, 5):
+        assert f"{done}/4 trials done; best val_acc " in out
     assert len(list((tmp_path / "a").glob("*/metrics/train.json"))) == 4
 
     # The same sweep again: every trial from the cache, nothing trained.

@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
 
 from npdl.io import save_json
 from npdl.search.halving import successive_halving
@@ -97,6 +99,8 @@ class _SearchSweeper(Sweeper):
         self.params = dict(params or {})
         self.options = options
         self.rows: list[dict] = []
+        self.planned: int | None = None  # trials the search will run, where known
+        self.progress: tqdm | None = None
         self.job_index = 0
 
     def setup(
@@ -121,6 +125,8 @@ class _SearchSweeper(Sweeper):
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         log.info("%s search over %s", self.sampler, ", ".join(space))
         best = self.search(space)
+        if self.progress is not None:
+            self.progress.close()
         self.report(sweep_dir, best)
         return self.rows
 
@@ -129,36 +135,75 @@ class _SearchSweeper(Sweeper):
         raise NotImplementedError
 
     def run_batch(self, points: list[dict], extra: list[str] = ()) -> list[dict]:
-        """Launch one trial per point (plus ``extra`` overrides); record and return rows."""
+        """Launch one trial per point (plus ``extra`` overrides); record and return rows.
+
+        Hydra's basic launcher runs jobs one after another anyway: it gets them one at a
+        time, so that the progress bar moves with every trial.
+        """
         batch = [
             [*self.fixed, *extra, *(f"{k}={format_value(v)}" for k, v in point.items())]
             for point in points
         ]
-        returns = self.launcher.launch(batch, initial_job_idx=self.job_index)
-        self.job_index += len(batch)
+        sequential = isinstance(self.launcher, BasicLauncher)
+        groups = [[i] for i in range(len(batch))] if sequential else [list(range(len(batch)))]
         rows = []
-        for point, job in zip(points, returns, strict=True):
-            try:
-                value = dict(job.return_value or {})
-            except Exception as error:  # the job raised: a failed trial
-                if self.fail_fast:
-                    raise
-                value = {"status": "failed", "error": f"{type(error).__name__}: {error}"}
-            row = {
-                "overrides": {k: self.typed(k, v) for k, v in point.items()},
-                "status": value.get("status", "failed"),
-                "val_acc": value.get("val_acc"),
-                "val_loss": value.get("val_loss"),
-                "epochs": value.get("epochs"),
-                "resumed_from": value.get("resumed_from"),
-                "seconds": value.get("seconds"),
-                "cache_hit": bool(value.get("cache_hit", False)),
-            }
-            if row["status"] == "failed" and self.fail_fast:
-                raise RuntimeError(f"trial {row['overrides']} failed: {value.get('error')}")
-            rows.append(row)
-        self.rows.extend(rows)
+        for group in groups:
+            returns = self.launcher.launch(
+                [batch[i] for i in group], initial_job_idx=self.job_index
+            )
+            self.job_index += len(group)
+            for i, job in zip(group, returns, strict=True):
+                rows.append(self.record(points[i], job))
+            self.show_progress(len(group))
         return rows
+
+    def record(self, point: dict, job) -> dict:
+        """The leaderboard row of one finished job."""
+        try:
+            value = dict(job.return_value or {})
+        except Exception as error:  # the job raised: a failed trial
+            if self.fail_fast:
+                raise
+            value = {"status": "failed", "error": f"{type(error).__name__}: {error}"}
+        row = {
+            "overrides": {k: self.typed(k, v) for k, v in point.items()},
+            "status": value.get("status", "failed"),
+            "val_acc": value.get("val_acc"),
+            "val_loss": value.get("val_loss"),
+            "epochs": value.get("epochs"),
+            "resumed_from": value.get("resumed_from"),
+            "seconds": value.get("seconds"),
+            "cache_hit": bool(value.get("cache_hit", False)),
+        }
+        if row["status"] == "failed" and self.fail_fast:
+            raise RuntimeError(f"trial {row['overrides']} failed: {value.get('error')}")
+        self.rows.append(row)
+        return row
+
+    def show_progress(self, finished: int) -> None:
+        """Advance the progress bar (a terminal) or log a line (anything else): trials
+        done of planned, best so far, cache hits."""
+        scores = [s for s in map(self.score, self.rows) if s is not None]
+        best = (min if self.metric.endswith("loss") else max)(scores) if scores else None
+        hits = sum(row["cache_hit"] for row in self.rows)
+        status = {"best " + self.metric: f"{best:.4f}" if best is not None else "-", "cached": hits}
+        if self.progress is None:
+            self.progress = tqdm(
+                total=self.planned, desc=f"{self.sampler} search", unit="trial", disable=None
+            )
+        if not self.progress.disable:
+            self.progress.update(finished)
+            self.progress.set_postfix(status, refresh=True)
+            return
+        planned = f"/{self.planned}" if self.planned else ""
+        log.info(
+            "%d%s trials done; best %s %s; %d from the cache",
+            len(self.rows),
+            planned,
+            self.metric,
+            status["best " + self.metric],
+            hits,
+        )
 
     def typed(self, key: str, value: Any) -> Any:
         """The value an override sets (a choice's text parsed as Hydra would)."""
@@ -214,7 +259,9 @@ class GridSweeper(_SearchSweeper):
     sampler = "grid"
 
     def search(self, space: dict) -> dict | None:
-        return self.best_of(self.run_batch(grid_points(space)))
+        points = grid_points(space)
+        self.planned = len(points)
+        return self.best_of(self.run_batch(points))
 
 
 class RandomSweeper(_SearchSweeper):
@@ -230,6 +277,7 @@ class RandomSweeper(_SearchSweeper):
 
     def search(self, space: dict) -> dict | None:
         points = sample_points(space, self.n_trials, np.random.default_rng(self.seed))
+        self.planned = len(points)
         return self.best_of(self.run_batch(points))
 
 
