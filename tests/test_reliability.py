@@ -351,3 +351,18 @@ def test_a_model_fed_images_of_another_size_says_what_it_expects():
     model = ClassificationNet(Relu(), input_size=16 * 16 * 3, hidden_size=[8], rng=0)
     with pytest.raises(ValueError, match=r"takes 768 features per sample, got 3072"):
         model.forward(np.zeros((2, 32, 32, 3), dtype=np.float32))
+
+
+def test_atomic_writes_get_the_usual_file_modes(tmp_path):
+    (tmp_path / "plain.txt").write_text("x")  # what open() gives under this umask
+    expected_file = (tmp_path / "plain.txt").stat().st_mode & 0o777
+    (tmp_path / "plain").mkdir()
+    expected_dir = (tmp_path / "plain").stat().st_mode & 0o777
+    save_json(tmp_path / "metrics.json", {"ok": 1})
+    with atomic_folder(tmp_path / "prepared") as staging:
+        (staging / "manifest.json").write_text("{}")
+    cache = TrialCache(tmp_path / "cache")
+    entry = cache.store_result("lineage", 1, {"status": "ok"})
+    assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == expected_file
+    assert (tmp_path / "prepared").stat().st_mode & 0o777 == expected_dir
+    assert entry.stat().st_mode & 0o777 == expected_dir

@@ -33,6 +33,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
     remove_stale_staging(path)
     fd, tmp_name = tempfile.mkstemp(prefix=staging_prefix(path), suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates the file private (0600); give it the mode open() would.
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
@@ -51,6 +53,23 @@ def _name_the_file(error: BaseException, path: Path) -> None:
     limit) as the same error naming ``path``."""
     if isinstance(error, OSError) and error.filename is None and error.errno is not None:
         raise OSError(error.errno, error.strerror, str(path)) from error
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+def make_staging_folder(path: Path) -> Path:
+    """A new hidden folder beside ``path`` to build its replacement in, with the mode
+    ``mkdir`` would give (mkdtemp's is private, 0700)."""
+    staging = Path(tempfile.mkdtemp(prefix=staging_prefix(path), dir=path.parent))
+    os.chmod(staging, 0o777 & ~_UMASK)
+    return staging
 
 
 def staging_prefix(path: Path, pid: int | None = None) -> str:
@@ -105,7 +124,7 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(path)
-    staging = Path(tempfile.mkdtemp(prefix=staging_prefix(path), dir=path.parent))
+    staging = make_staging_folder(path)
     try:
         yield staging
         for file in staging.iterdir():

@@ -112,6 +112,7 @@ def hyperparameter_scatter(
             axes.scatter(values, accuracy, c=accuracy, cmap="viridis", edgecolors="k")
             if column in log_columns:
                 axes.set_xscale("log")
+                axes.xaxis.set_minor_formatter(_pyplot().NullFormatter())
         else:
             labels = list(dict.fromkeys(str(v) for v in values))
             axes.scatter([labels.index(str(v)) for v in values], accuracy, edgecolors="k")

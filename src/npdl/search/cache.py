@@ -22,13 +22,12 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..io import load_json, load_npz, remove_stale_staging, save_json, save_npz, staging_prefix
+from ..io import load_json, load_npz, make_staging_folder, remove_stale_staging, save_json, save_npz
 
 
 def stable_hash(payload) -> str:
@@ -108,7 +107,7 @@ class TrialCache:
         final = self.entry_dir(lineage, epochs)
         final.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_staging(final)
-        staging = Path(tempfile.mkdtemp(prefix=staging_prefix(final), dir=final.parent))
+        staging = make_staging_folder(final)
         try:
             if model is not None:
                 model.save_model(staging / "model.npz")
