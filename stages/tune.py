@@ -13,9 +13,12 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from common import PROJECT_ROOT, project_path, run_dir, stage_main
+from hydra.core.hydra_config import HydraConfig
+
+from common import PROJECT_ROOT, SHORTCUTS, project_path, run_dir, stage_main
 from npdl import plots
 from npdl.config import PipelineConfig
 from npdl.io import load_json, save_csv, save_json
@@ -25,8 +28,13 @@ SWEEPERS = {"grid": "npdl_grid", "random": "npdl_random", "halving": "npdl_halvi
 REPORTS = ("leaderboard.csv", "leaderboard.md", "best_overrides.json")
 
 
-def sweep_command(cfg: PipelineConfig, sweep_dir) -> list[str]:
-    """The train stage's multirun that performs the configured search."""
+def sweep_command(cfg: PipelineConfig, sweep_dir, forwarded: Sequence[str] = ()) -> list[str]:
+    """The train stage's multirun that performs the configured search.
+
+    ``forwarded``: this run's own command-line overrides (``python stages/tune.py
+    paths.trial_cache=...``), passed on to every trial; Hydra's own keys and the keys
+    the search sets itself are left out.
+    """
     tune = cfg.tune
     args = [
         sys.executable,
@@ -57,7 +65,16 @@ def sweep_command(cfg: PipelineConfig, sweep_dir) -> list[str]:
             args.append(f"hydra.sweeper.n_trials={tune.n_trials}")
     if tune.n_jobs > 1:
         args += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={tune.n_jobs}"]
-    return args + [f"{key}={value}" for key, value in tune.space.items()]
+    args += [f"{key}={value}" for key, value in tune.space.items()]
+    taken = {arg.split("=", 1)[0] for arg in args if "=" in arg}
+    kept = [
+        override
+        for override in forwarded
+        if not (key := override.split("=", 1)[0].lstrip("+~")).startswith("hydra")
+        and key not in taken
+        and SHORTCUTS.get(key) not in taken
+    ]
+    return args + kept
 
 
 TRIALS_CSV = "tune_trials.csv"
@@ -96,7 +113,8 @@ def run(cfg: PipelineConfig) -> dict:
     # cache and their reports in models/tune.
     shutil.rmtree(sweeps, ignore_errors=True)
     sweep_dir = sweeps / time.strftime("%Y%m%d-%H%M%S")
-    if subprocess.run(sweep_command(cfg, sweep_dir), cwd=PROJECT_ROOT).returncode != 0:
+    command = sweep_command(cfg, sweep_dir, list(HydraConfig.get().overrides.task))
+    if subprocess.run(command, cwd=PROJECT_ROOT).returncode != 0:
         raise RuntimeError(
             f"the {cfg.tune.sampler} search failed; its log is above and in {sweep_dir}"
         )

@@ -102,3 +102,20 @@ def test_a_stage_refuses_bad_config_before_any_work(tmp_path):
     assert result.returncode == 2
     assert "optimizer.lr=-1.0 is not allowed" in result.stderr
     assert not (tmp_path / "models").exists()
+
+
+def test_tune_passes_its_own_overrides_on_to_the_trials():
+    from tune import sweep_command
+
+    cfg = to_pipeline_config(composed())
+    typed = [
+        "paths.trial_cache=/shared/cache",  # a setting of the trials: passed on
+        "solver.train_fraction=0.5",  # the search sets it (tune.train_fraction)
+        "model.dropout=0.1",  # a searched key
+        "lr=0.1",  # the shortcut of a searched key
+    ]
+    command = sweep_command(cfg, "/tmp/sweep", typed)
+    assert "paths.trial_cache=/shared/cache" in command
+    assert f"solver.train_fraction={cfg.tune.train_fraction}" in command
+    for dropped in typed[1:]:
+        assert dropped not in command
