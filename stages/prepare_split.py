@@ -6,10 +6,27 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tqdm import tqdm
+
 from common import project_path, stage_main
 from npdl.config import CIFAR10_URL, PipelineConfig
 from npdl.download import resolve_source
 from npdl.prepared import prepare_dataset, write_prepared
+
+
+class DecodeBar:
+    """A tqdm bar over decoded images (silent off a terminal)."""
+
+    def __init__(self):
+        self.bar = tqdm(desc="decoding", unit="image", disable=None)
+
+    def show(self, decoded: int, total: int) -> None:
+        self.bar.total = total
+        self.bar.n = decoded
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def effective_source(cfg: PipelineConfig) -> tuple[str, str | None]:
@@ -25,6 +42,7 @@ def run(cfg: PipelineConfig) -> dict:
     path = resolve_source(
         source, project_path(cfg.paths.cache) / "downloads", md5, timeout=cfg.data.download_timeout
     )
+    bar = DecodeBar()
     data = prepare_dataset(
         path,
         cfg.data.split,
@@ -32,7 +50,9 @@ def run(cfg: PipelineConfig) -> dict:
         cfg.data.limit_files,
         cfg.data.image_size,
         workers="auto",  # parallel decoding; this script has its __main__ guard
+        progress=bar.show,
     )
+    bar.close()
     manifest = write_prepared(
         project_path(cfg.paths.data) / "prepared",
         data,

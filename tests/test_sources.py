@@ -335,6 +335,17 @@ def test_a_decoding_pool_started_early_is_reused_across_reads(tmp_path, image_fi
     np.testing.assert_array_equal(again, serial[[5, 1, 5]])
 
 
+@pytest.mark.parametrize("workers", [None, 2])
+def test_progress_is_reported_up_to_the_total(tmp_path, image_files, png_folder, workers):
+    archive = image_files.pack_tar(png_folder.root, tmp_path / "images.tar.gz")
+    source = open_image_source(archive)
+    calls = []
+    source.read_images(workers=workers, progress=lambda done, total: calls.append((done, total)))
+    total = len(source)
+    assert calls and calls[-1] == (total, total)
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+
+
 def test_read_cifar10_python_archive(cifar_archive):
     result = read_cifar10_python_archive(cifar_archive.path)
     assert result["classes"] == cifar_archive.classes

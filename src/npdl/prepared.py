@@ -75,6 +75,7 @@ def prepare_dataset(
     limit_files: int | None = None,
     image_size: int = 32,
     workers: int | str | None = None,
+    progress=None,
 ) -> PreparedData:
     """Decode a source once and split it, deterministically and stratified.
 
@@ -92,6 +93,8 @@ def prepare_dataset(
     image_size : int
     workers : int or 'auto', optional
         Decoding processes (see :meth:`npdl.sources.ImageSource.read_images`).
+    progress : callable ``(decoded, total)``, optional
+        Called as images are decoded (for a progress bar).
 
     Raises
     ------
@@ -103,10 +106,12 @@ def prepare_dataset(
     parallel = workers == "auto" or (isinstance(workers, int) and workers > 1)
     pool = decoding_pool(None if workers == "auto" else workers) if parallel else None
     with pool or contextlib.nullcontext():
-        return _prepare(source_path, split, seed, limit_files, image_size, pool or workers)
+        return _prepare(
+            source_path, split, seed, limit_files, image_size, pool or workers, progress
+        )
 
 
-def _prepare(source_path, split, seed, limit_files, image_size, workers) -> PreparedData:
+def _prepare(source_path, split, seed, limit_files, image_size, workers, progress) -> PreparedData:
     source = open_image_source(source_path)
     if len(source.classes) < 2:
         raise ValueError(
@@ -121,7 +126,7 @@ def _prepare(source_path, split, seed, limit_files, image_size, workers) -> Prep
         for mode in MODES
     }
     every = np.concatenate([by_mode[mode] for mode in MODES])
-    decoded = source.read_images(every, size=image_size, workers=workers)
+    decoded = source.read_images(every, size=image_size, workers=workers, progress=progress)
     images, labels, start = {}, {}, 0
     for mode in MODES:
         stop = start + len(by_mode[mode])

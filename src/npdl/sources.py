@@ -288,6 +288,7 @@ def _decode_into(
     items: Iterable[tuple[int, str, bytes]],
     count: int,
     workers: int | str | Executor | None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> None:
     """Decode ``(row, name, data)`` items into ``images[row]``.
 
@@ -300,15 +301,22 @@ def _decode_into(
     executor passed as ``workers`` (see :func:`decoding_pool`) is used as it is.
     """
     if isinstance(workers, Executor):
-        _decode_with(workers, images, items, count, workers._max_workers)
+        _decode_with(workers, images, items, count, workers._max_workers, progress)
         return
     worker_count = _resolve_workers(workers, count)
     if worker_count <= 1:
-        _decode_rows_into(images, items)
+        if progress is None:
+            _decode_rows_into(images, items)
+            return
+        iterator, done = iter(items), 0
+        while chunk := [item for _, item in zip(range(_CHUNK_IMAGES), iterator, strict=False)]:
+            _decode_rows_into(images, chunk)
+            done += len(chunk)
+            progress(done, count)
         return
     with decoding_pool(worker_count) as executor:
         try:
-            _decode_with(executor, images, items, count, worker_count)
+            _decode_with(executor, images, items, count, worker_count, progress)
         except BaseException:
             executor.shutdown(wait=True, cancel_futures=True)
             raise
@@ -338,14 +346,20 @@ def _decode_with(
     items: Iterable[tuple[int, str, bytes]],
     count: int,
     worker_count: int,
+    progress: Callable[[int, int], None] | None = None,
 ) -> None:
     size = images.shape[1:3]
     chunk_size = max(1, min(_CHUNK_IMAGES, -(-count // (4 * worker_count))))
     pending: deque[tuple[list[int], Future]] = deque()
+    done = 0
 
     def collect_oldest() -> None:
+        nonlocal done
         slots, future = pending.popleft()
         images[slots] = future.result()
+        done += len(slots)
+        if progress is not None:
+            progress(done, count)
 
     iterator = iter(items)
     while True:
@@ -761,6 +775,7 @@ class ImageSource(ABC):
         *,
         size: int | Sequence[int] = DEFAULT_IMAGE_SIZE,
         workers: int | str | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> np.ndarray:
         """Decode the selected images into one array.
 
@@ -776,6 +791,8 @@ class ImageSource(ABC):
             process. ``'auto'``: one per available CPU when at least 4096 images are
             decoded. More than one spawns processes, which re-import the caller's
             main module: use it only under an ``if __name__ == "__main__":`` guard.
+        progress : callable ``(decoded, total)``, optional
+            Called as chunks of images are decoded (for a progress bar).
 
         Returns
         -------
@@ -790,7 +807,7 @@ class ImageSource(ABC):
         # for it; repeats are copied afterwards.
         unique, first_row, inverse = np.unique(indices, return_index=True, return_inverse=True)
         items = self._iter_encoded(unique, first_row)
-        _decode_into(images, items, count=len(unique), workers=workers)
+        _decode_into(images, items, count=len(unique), workers=workers, progress=progress)
         source_row = first_row[inverse.reshape(-1)]
         repeated = np.flatnonzero(source_row != np.arange(len(indices)))
         if repeated.size:
@@ -1122,10 +1139,12 @@ class Cifar10PythonSource(ImageSource):
         *,
         size: int | Sequence[int] = DEFAULT_IMAGE_SIZE,
         workers: int | str | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> np.ndarray:
         """Return the selected images; see :meth:`ImageSource.read_images`.
 
-        ``workers`` is accepted for interface compatibility and unused.
+        ``workers`` and ``progress`` are accepted for interface compatibility and
+        unused (the batches hold decoded pixels).
         """
         indices = self._checked_indices(indices)
         size = _as_image_size(size)
