@@ -11,6 +11,7 @@
 
 import io
 import pickle
+import subprocess
 import tarfile
 import zipfile
 from dataclasses import dataclass
@@ -210,3 +211,41 @@ def shared_cifar_jpeg_archive() -> Path:
 # ============================================================================
 # end of image data fixtures
 # ============================================================================
+
+
+# ============================================================================
+# Real subsets of the shared archive and killable processes (end-to-end tests)
+# ============================================================================
+
+SHARED_ARCHIVE = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
+)
+
+
+def write_real_subset(folder: Path, limit_files: int) -> Path:
+    """``folder/prepared`` and ``folder/normalized`` (standardised) for ``limit_files``
+    images of the shared archive, split 80/10/10 with seed 0, as the stages write them."""
+    from npdl.io import save_json
+    from npdl.prepared import prepare_dataset, write_prepared
+    from npdl.preprocessing import fit_standardization
+
+    data = prepare_dataset(
+        SHARED_ARCHIVE, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=0, limit_files=limit_files
+    )
+    write_prepared(folder / "prepared", data, {"source": "test"})
+    stats = fit_standardization(data.images["train"])
+    save_json(folder / "normalized" / "stats.json", {k: v.tolist() for k, v in stats.items()})
+    return folder
+
+
+def start_killable(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    """Start ``args`` in a process group of its own (``os.killpg`` then kills it and
+    every process it started), its output discarded."""
+    return subprocess.Popen(
+        args,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )

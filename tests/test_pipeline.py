@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import start_killable
 from npdl import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -282,14 +283,7 @@ def test_sigkill_during_tune_then_rerun_reuses_the_finished_trials(project):
         "hydra.output_subdir=null",
     ]
     env = {**os.environ, "CIFAR10_SOURCE": str(SHARED_ARCHIVE)}
-    process = subprocess.Popen(
-        command,
-        cwd=repo,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = start_killable(command, repo, env)
     events = cache / "events.jsonl"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import SHARED_ARCHIVE, start_killable, write_real_subset
 from npdl import ClassificationNet, Relu
 from npdl.io import atomic_folder, load_npz, save_json, staging_prefix
 from npdl.prepared import (
@@ -26,13 +27,10 @@ from npdl.prepared import (
     load_manifest,
     load_split,
     prepare_dataset,
-    write_prepared,
 )
-from npdl.preprocessing import fit_standardization
 from npdl.search.cache import TrialCache
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
 needs_archive = pytest.mark.skipif(not SHARED_ARCHIVE.exists(), reason=f"needs {SHARED_ARCHIVE}")
 
 
@@ -50,14 +48,7 @@ def assert_prepared_is_complete(folder: Path) -> str:
 def run_killed(args: list[str], after: float, env: dict | None = None) -> bool:
     """Start ``args`` in its own process group and SIGKILL the group after ``after``
     seconds; True if it was killed before finishing."""
-    process = subprocess.Popen(
-        args,
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = start_killable(args, ROOT, env)
     try:
         process.wait(timeout=after)
         return False
@@ -117,14 +108,7 @@ def small_data(tmp_path_factory):
     """prepared/ and normalized/ for 2,000 real images (standardised)."""
     if not SHARED_ARCHIVE.exists():
         pytest.skip(f"needs {SHARED_ARCHIVE}")
-    folder = tmp_path_factory.mktemp("data")
-    data = prepare_dataset(
-        SHARED_ARCHIVE, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=0, limit_files=2000
-    )
-    write_prepared(folder / "prepared", data, {"source": "test"})
-    stats = fit_standardization(data.images["train"])
-    save_json(folder / "normalized" / "stats.json", {k: v.tolist() for k, v in stats.items()})
-    return folder
+    return write_real_subset(tmp_path_factory.mktemp("data"), 2000)
 
 
 def train_command(data: Path, cache: Path, run: Path, epochs: int) -> list[str]:
@@ -145,13 +129,7 @@ def train_command(data: Path, cache: Path, run: Path, epochs: int) -> list[str]:
 @pytest.mark.slow
 def test_sigkill_during_train_resumes_from_the_last_epoch(small_data, tmp_path):
     cache, run = tmp_path / "cache", tmp_path / "run"
-    process = subprocess.Popen(
-        train_command(small_data, cache, run, epochs=8),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = start_killable(train_command(small_data, cache, run, epochs=8), ROOT)
     # Kill once at least two epochs are checkpointed.
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from npdl.io import load_json, save_json
-from npdl.prepared import prepare_dataset, write_prepared
-from npdl.preprocessing import fit_standardization
+from conftest import SHARED_ARCHIVE, write_real_subset
+from npdl.io import load_json
 from npdl.threads import threads_per_worker
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
+
 SPACE = ["optimizer.lr=tag(log, interval(1e-4, 1e-2))", "model.reg=choice(0.0,1e-4)"]
 
 pytestmark = [
@@ -30,14 +29,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """prepared/ and normalized/ for 400 real images (320 train, 40 val, 40 test)."""
-    folder = tmp_path_factory.mktemp("data")
-    data = prepare_dataset(
-        SHARED_ARCHIVE, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=0, limit_files=400
-    )
-    write_prepared(folder / "prepared", data, {"source": "test"})
-    stats = fit_standardization(data.images["train"])
-    save_json(folder / "normalized" / "stats.json", {k: v.tolist() for k, v in stats.items()})
-    return folder
+    return write_real_subset(tmp_path_factory.mktemp("data"), 400)
 
 
 def sweep_args(data_dir, cache, sweep_dir, sweeper, *overrides):
