@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from npdl.io import load_json
-from test_sweepers import SPACE, data_dir, leaderboard, run_sweep  # noqa: F401 (fixture)
+from test_sweepers import (  # noqa: F401 (fixture)
+    ROOT,
+    SPACE,
+    data_dir,
+    leaderboard,
+    run_sweep,
+    sweep_args,
+)
 
 pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="needs the [ray] extra")
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="needs the [slurm] extra")
@@ -51,7 +58,26 @@ def ray_processes(marker: str) -> list[str]:
     return [line for line in listed.splitlines() if marker in line and "ps -eo" not in line]
 
 
-def test_random_search_on_a_ray_head_matches_the_local_search(
+def ray_command(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ray.scripts.scripts", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def failed_sweep(*args, env: dict) -> str:
+    """Run a sweep expected to fail; return its stderr."""
+    result = subprocess.run(
+        sweep_args(*args), capture_output=True, text=True, check=False, cwd=ROOT, env=env
+    )
+    assert result.returncode != 0, result.stdout + result.stderr
+    return result.stderr
+
+
+def test_random_search_on_a_token_authenticated_ray_head_matches_the_local_search(
     data_dir,  # noqa: F811
     local_leaderboard,
     tmp_path,
@@ -59,59 +85,78 @@ def test_random_search_on_a_ray_head_matches_the_local_search(
     # Every Ray file goes here: a short path, as Ray's socket paths must stay under
     # 108 bytes.
     ray_tmp = Path(tempfile.mkdtemp(prefix="npdl-ray-", dir="/tmp"))
-    home = tmp_path / "home"  # and nothing into the home directory
+    home = tmp_path / "home"  # the token goes here, and nothing else
     home.mkdir()
     global_ray_tmp_existed = Path("/tmp/ray").exists()
-    env = {
-        **os.environ,
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_AUTH")} | {
         "HOME": str(home),
-        "RAY_AUTH_MODE": "disabled",
         "RAY_USAGE_STATS_ENABLED": "0",
     }
+    # The README's commands: a generated token, then a head with token authentication.
+    generated = ray_command("get-auth-token", "--generate", env=env)
+    assert generated.returncode == 0, generated.stdout + generated.stderr
+    token_file = home / ".ray" / "auth_token"
+    assert len(token_file.read_text().strip()) >= 32
+    env["RAY_AUTH_MODE"] = "token"
     port = free_port()
     address = f"127.0.0.1:{port}"
-    ray = [sys.executable, "-m", "ray.scripts.scripts"]
-    started = subprocess.run(
-        [
-            *ray,
-            "start",
-            "--head",
-            "--node-ip-address=127.0.0.1",
-            f"--port={port}",
-            "--num-cpus=2",
-            "--include-dashboard=false",
-            "--disable-usage-stats",
-            f"--temp-dir={ray_tmp}",
-        ],
+    started = ray_command(
+        "start",
+        "--head",
+        "--node-ip-address=127.0.0.1",
+        f"--port={port}",
+        "--num-cpus=2",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        f"--temp-dir={ray_tmp}",
         env=env,
-        capture_output=True,
-        text=True,
-        check=False,
     )
     assert started.returncode == 0, started.stdout + started.stderr
+    search = (data_dir, tmp_path / "cache", tmp_path / "sweep", *RANDOM_SEARCH)
+    cluster = ("hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address={address}")
     try:
-        out = run_sweep(
-            data_dir,
-            tmp_path / "cache",
-            tmp_path / "sweep",
-            *RANDOM_SEARCH,
-            "hydra/launcher=ray_cluster",
-            f"hydra.launcher.ray.init.address={address}",
-            env=env,
-        )
+        out = run_sweep(*search, *cluster, env=env)
         assert "Ray Launcher is launching 4 jobs" in out
         same_leaderboard(leaderboard(tmp_path / "sweep"), local_leaderboard)
         # Each trial ran as a Ray task with one CPU, and so on one thread.
         jobs = sorted((tmp_path / "sweep").glob("*/metrics/train.json"))
         assert len(jobs) == 4 and {load_json(job)["threads"] for job in jobs} == {1}
-    finally:
-        stopped = subprocess.run(
-            [*ray, "stop", "--force"], env=env, capture_output=True, text=True, check=False
+
+        # Without the token (another home, no RAY_AUTH_TOKEN*): refused, one line.
+        stranger = tmp_path / "stranger"
+        stranger.mkdir()
+        other = (tmp_path / "c2", tmp_path / "s2", *RANDOM_SEARCH[:2], *SPACE)
+        err = failed_sweep(data_dir, *other, *cluster, env={**env, "HOME": str(stranger)})
+        assert "no Ray authentication token for this sweep: set RAY_AUTH_TOKEN_PATH" in err
+        assert "Traceback" not in err
+        # A wrong token: the head refuses it, and the sweep says so in one line.
+        wrong = {**env, "HOME": str(stranger), "RAY_AUTH_TOKEN": "0" * 64}
+        err = failed_sweep(data_dir, *other, *cluster, env=wrong)
+        assert f"cannot join the Ray cluster at {address} with the token from" in err
+        assert "Traceback" not in err
+        # Turning authentication off is refused before anything connects.
+        off = {**env, "RAY_AUTH_MODE": "disabled"}
+        err = failed_sweep(data_dir, *other, *cluster, env=off)
+        assert f"RAY_AUTH_MODE={off['RAY_AUTH_MODE']}: npdl's Ray launchers run only" in err
+        assert not (tmp_path / "c2").exists() or not any((tmp_path / "c2").rglob("*.npz"))
+        # A plain Ray client without the token is refused by the head itself.
+        client = subprocess.run(
+            [sys.executable, "-c", f"import ray; ray.init(address={address!r})"],
+            env={**env, "HOME": str(stranger)},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
         )
+        assert client.returncode != 0 and "AuthenticationError" in client.stderr
+    finally:
+        stopped = ray_command("stop", "--force", env=env)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert ray_processes(str(ray_tmp)) == [], "Ray processes outlived `ray stop`"
     shutil.rmtree(ray_tmp)
-    assert list(home.iterdir()) == [], "Ray wrote into the home directory"
+    written = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
+    assert written == [".ray", ".ray/auth_token"], f"Ray wrote into the home directory: {written}"
+    assert list(stranger.iterdir()) == []
     assert global_ray_tmp_existed or not Path("/tmp/ray").exists(), "Ray wrote /tmp/ray"
 
 
@@ -144,10 +189,8 @@ def test_random_search_on_a_private_ray_matches_the_local_search(
     ray_tmp = Path(tempfile.mkdtemp(prefix="npdl-ray-", dir="/tmp"))
     home = tmp_path / "home"
     home.mkdir()
-    env = {
-        **os.environ,
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_AUTH")} | {
         "HOME": str(home),
-        "RAY_AUTH_MODE": "disabled",
         "RAY_USAGE_STATS_ENABLED": "0",
         "NPDL_RAY_TMP": str(ray_tmp),
         "NPDL_RAY_CPUS": "2",
@@ -162,7 +205,58 @@ def test_random_search_on_a_private_ray_matches_the_local_search(
     )
     assert "Ray Launcher is launching 4 jobs" in out
     same_leaderboard(leaderboard(tmp_path / "sweep"), local_leaderboard)
+    # It ran with token authentication, from a private token file in NPDL_RAY_TMP
+    # (mode 0600), removed at the end.
+    assert "npdl-auth-token." not in " ".join(p.name for p in ray_tmp.iterdir())
     # The sweep's Ray ended with it, and kept its files in NPDL_RAY_TMP.
     assert ray_processes(str(ray_tmp)) == [], "Ray processes outlived the sweep"
     assert any(ray_tmp.iterdir()) and list(home.iterdir()) == []
     shutil.rmtree(ray_tmp)
+
+
+PRIVATE_RAY_PROBE = """
+import os, subprocess, sys
+from omegaconf import OmegaConf
+import ray
+from hydra_plugins.npdl_launchers.ray_token import PrivateRayLauncher, reload_ray_auth_settings
+
+init = {"num_cpus": 1, "include_dashboard": False, "_node_ip_address": "127.0.0.1",
+        "_temp_dir": sys.argv[1]}
+launcher = PrivateRayLauncher(ray=OmegaConf.create({"init": init, "remote": {}}))
+token_path = launcher.authenticate().split("=", 1)[1]
+reload_ray_auth_settings()
+print("mode", oct(os.stat(token_path).st_mode & 0o777))
+ray.init(**init)
+address = ray.get_runtime_context().gcs_address
+env = {**os.environ, "RAY_AUTH_TOKEN": "0" * 64}
+client = subprocess.run([sys.executable, "-c", f"import ray; ray.init(address={address!r})"],
+                        env=env, capture_output=True, text=True, timeout=120)
+print("wrong token refused", client.returncode != 0 and "Failed to connect" in client.stderr)
+print("own token accepted", ray.get(ray.remote(lambda: 42).remote()) == 42)
+"""
+
+
+def test_the_private_ray_refuses_a_client_with_another_token(tmp_path):
+    ray_tmp = Path(tempfile.mkdtemp(prefix="npdl-ray-", dir="/tmp"))
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_AUTH")} | {
+        "HOME": str(tmp_path),
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", PRIVATE_RAY_PROBE, str(ray_tmp)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+        assert probe.returncode == 0, probe.stdout + probe.stderr
+        assert "mode 0o600" in probe.stdout  # the token file: this user alone
+        assert "wrong token refused True" in probe.stdout
+        assert "own token accepted True" in probe.stdout
+        assert not list(ray_tmp.glob("npdl-auth-token.*")), "the private token outlived Ray"
+        assert ray_processes(str(ray_tmp)) == []
+        assert list(tmp_path.iterdir()) == []  # no ~/.ray/auth_token made
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)

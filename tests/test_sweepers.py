@@ -295,3 +295,47 @@ def test_sigkill_mid_sweep_then_rerun_completes_it(data_dir, tmp_path):
     assert len(rows) == 6 and {r["status"] for r in rows} == {"ok"}
     hits = {e["lineage"] for e in events(cache, "hit")}
     assert finished <= hits  # every trial finished before the kill was reused
+
+
+def flip_one_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_model_or_result_in_the_store_is_retrained_not_served(data_dir, tmp_path):
+    cache = tmp_path / "cache"
+    search = ("npdl_random", "hydra.sweeper.n_trials=4", *SPACE)
+    run_sweep(data_dir, cache, tmp_path / "a", *search)
+    first = leaderboard(tmp_path / "a")
+    entries = sorted((cache / "trials").glob("*/epochs-*"))
+    assert len(entries) == 4 and all((e / "manifest.json").is_file() for e in entries)
+    damaged_model, damaged_result = entries[0], entries[1]
+    original_model = (damaged_model / "model.npz").read_bytes()
+    flip_one_byte(damaged_model / "model.npz")
+    flip_one_byte(damaged_result / "result.json")
+    before = len(events(cache))
+
+    run_sweep(data_dir, cache, tmp_path / "b", *search)
+    rerun = events(cache)[before:]
+    corrupt = [e for e in rerun if e["event"] == "corrupt"]
+    assert sorted(e["path"] for e in corrupt) == sorted(map(str, (damaged_model, damaged_result)))
+    assert (
+        "model.npz: sha256" in next(e for e in corrupt if e["path"] == str(damaged_model))["reason"]
+    )
+    damaged = {damaged_model.parent.name, damaged_result.parent.name}
+    assert {e["lineage"] for e in rerun if e["event"] == "store"} == damaged
+    assert {e["lineage"] for e in rerun if e["event"] == "hit"} == {
+        e.parent.name for e in entries
+    } - damaged
+    # The bad entries were set aside, and rebuilt whole: the same model bytes as before.
+    assert len(list((cache / "corrupt").iterdir())) == 2
+    assert (damaged_model / "model.npz").read_bytes() == original_model
+    again = leaderboard(tmp_path / "b")
+    assert [(r["overrides"], r["val_acc"]) for r in again] == [
+        (r["overrides"], r["val_acc"]) for r in first
+    ]
+    # A third run: all four are hits again, nothing is corrupt.
+    settled = len(events(cache))
+    run_sweep(data_dir, cache, tmp_path / "c", *search)
+    assert {e["event"] for e in events(cache)[settled:]} == {"hit"}

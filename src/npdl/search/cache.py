@@ -2,9 +2,10 @@
 
 Layout under the cache root::
 
-    events.jsonl                       one JSON line per hit, miss, resume, store
+    events.jsonl                       one JSON line per hit, miss, resume, store, corrupt
     trials/<lineage>/checkpoint.npz    latest training state of a lineage (resume)
-    trials/<lineage>/epochs-<E>/       a finished trial: result.json, model.npz
+    trials/<lineage>/epochs-<E>/       a finished trial: result.json, model.npz, manifest.json
+    corrupt/                           entries and checkpoints that failed verification
 
 A *lineage* is a training configuration without its epoch budget (but with its
 learning-rate schedule's horizon) on given data with a given library version: a
@@ -14,26 +15,62 @@ epochs, so the longer one resumes from the shorter one's checkpoint.
 Every file is written atomically; a finished trial's folder is built aside and
 renamed into place, so a reader sees a complete entry or none, whatever happens to
 the writer, and two writers of the same entry leave one valid entry.
+
+Nothing is served that is not what was written: an entry's ``manifest.json`` holds the
+sha256 of each of its files and a checkpoint carries the sha256 of its arrays, both
+checked on every read. A mismatch (a truncated copy, a file damaged on a shared file
+system, an entry edited by hand) is a miss: the entry is moved into ``corrupt/``, the
+event is logged, and the trial trains again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..io import load_json, load_npz, make_staging_folder, remove_stale_staging, save_json, save_npz
 
+MANIFEST = "manifest.json"
+#: The checkpoint array holding the sha256 of the others (see ``arrays_digest``).
+DIGEST_KEY = "__sha256__"
+
 
 def stable_hash(payload) -> str:
     """sha256 of the canonical JSON of ``payload`` (sorted keys, no whitespace)."""
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes, hex."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 of named arrays: each name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        value = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}|{value.dtype.str}|{value.shape}|".encode())
+        digest.update(value.data if value.size else b"")
+    return digest.hexdigest()
+
+
+@dataclass
+class Problem:
+    """A part of the store that failed verification."""
+
+    path: Path
+    reason: str
 
 
 class TrialCache:
@@ -58,6 +95,10 @@ class TrialCache:
 
     def checkpoint_path(self, lineage: str) -> Path:
         return self.lineage_dir(lineage) / "checkpoint.npz"
+
+    @property
+    def corrupt_dir(self) -> Path:
+        return self.root / "corrupt"
 
     # -- events ---------------------------------------------------------------------
     def log(self, event: str, lineage: str, epochs: int, **details) -> None:
@@ -87,14 +128,59 @@ class TrialCache:
 
     # -- finished trials ------------------------------------------------------------
     def load_result(self, lineage: str, epochs: int) -> dict | None:
-        """The result of a finished trial, or None (an unreadable entry counts as none)."""
-        path = self.entry_dir(lineage, epochs) / "result.json"
-        if not path.is_file():
+        """The result of a finished trial, or None.
+
+        An entry that fails verification (see ``verify_entry``) counts as none: it is
+        moved into ``corrupt/`` and logged as a ``corrupt`` event.
+        """
+        entry = self.entry_dir(lineage, epochs)
+        if not (entry / "result.json").is_file():
             return None
         try:
-            return load_json(path)
-        except (ValueError, OSError):
+            identity = entry.stat().st_ino
+        except FileNotFoundError:
             return None
+        reason = self.verify_entry(entry)
+        if reason is None:
+            try:
+                return load_json(entry / "result.json")
+            except (ValueError, OSError) as error:
+                reason = f"result.json unreadable: {error}"
+        self._set_aside(entry, identity, lineage, epochs, reason)
+        return None
+
+    def verify_entry(self, entry: Path) -> str | None:
+        """Why the finished-trial folder ``entry`` is not what was written, or None.
+
+        Every file the manifest lists must exist with its sha256, and no other file
+        may be there.
+        """
+        try:
+            manifest = load_json(entry / MANIFEST)
+            expected = dict(manifest["files"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            return f"no readable {MANIFEST} ({type(error).__name__}: {error})"
+        present = {path.name for path in entry.iterdir()} - {MANIFEST}
+        if present != set(expected):
+            return f"files {sorted(present)} differ from the manifest's {sorted(expected)}"
+        for name, digest in sorted(expected.items()):
+            try:
+                actual = file_digest(entry / name)
+            except OSError as error:
+                return f"{name} unreadable: {error}"
+            if actual != digest:
+                return f"{name}: sha256 {actual} where the manifest says {digest}"
+        return None
+
+    def _set_aside(self, path: Path, identity: int, lineage: str, epochs: int, reason: str):
+        """Move a bad entry or checkpoint into ``corrupt/`` and log why. If another
+        process replaced it meanwhile (another inode), the replacement stays."""
+        self.corrupt_dir.mkdir(exist_ok=True)
+        name = f"{lineage}-{path.name}-{time.time_ns()}-{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_ino == identity:
+                os.rename(path, self.corrupt_dir / name)
+        self.log("corrupt", lineage, epochs, path=str(path), reason=reason, moved_to=name)
 
     def model_path(self, lineage: str, epochs: int) -> Path:
         return self.entry_dir(lineage, epochs) / "model.npz"
@@ -112,6 +198,8 @@ class TrialCache:
             if model is not None:
                 model.save_model(staging / "model.npz")
             save_json(staging / "result.json", result)
+            files = {path.name: file_digest(path) for path in sorted(staging.iterdir())}
+            save_json(staging / MANIFEST, {"files": files})
             try:
                 os.rename(staging, final)
             except OSError:
@@ -124,15 +212,80 @@ class TrialCache:
 
     # -- checkpoints ----------------------------------------------------------------
     def load_checkpoint(self, lineage: str) -> dict[str, np.ndarray] | None:
-        """The latest checkpoint of a lineage, or None (unreadable counts as none)."""
+        """The latest checkpoint of a lineage, or None.
+
+        One that is unreadable or whose arrays do not match their stored sha256 counts
+        as none: it is moved into ``corrupt/`` and logged.
+        """
         path = self.checkpoint_path(lineage)
-        if not path.is_file():
-            return None
         try:
-            return load_npz(path)
-        except (ValueError, OSError):
+            identity = path.stat().st_ino
+        except FileNotFoundError:
             return None
+        state, reason = read_checkpoint(path)
+        if reason is None:
+            return state
+        self._set_aside(path, identity, lineage, -1, f"checkpoint: {reason}")
+        return None
 
     def store_checkpoint(self, lineage: str, state: dict[str, np.ndarray]) -> None:
-        """Replace the lineage's checkpoint atomically."""
-        save_npz(self.checkpoint_path(lineage), state)
+        """Replace the lineage's checkpoint atomically, with the sha256 of its arrays."""
+        save_npz(self.checkpoint_path(lineage), {**state, DIGEST_KEY: arrays_digest(state)})
+
+    # -- verification ---------------------------------------------------------------
+    def verify(self) -> tuple[int, list[Problem]]:
+        """Check every finished trial and checkpoint in the store without changing it.
+
+        Returns
+        -------
+        checked : int
+            Entries and checkpoints read.
+        problems : list of Problem
+        """
+        checked, problems = 0, []
+        for lineage in sorted((self.root / "trials").iterdir()):
+            if not lineage.is_dir() or lineage.name.startswith("."):
+                continue
+            for part in sorted(lineage.iterdir()):
+                if part.name.startswith("."):
+                    continue  # a writer's staging folder or temporary file
+                checked += 1
+                if part.is_dir():
+                    reason = self.verify_entry(part)
+                elif part.name == "checkpoint.npz":
+                    reason = read_checkpoint(part)[1]
+                else:
+                    reason = "not a file the store writes"
+                if reason is not None:
+                    problems.append(Problem(part, reason))
+        return checked, problems
+
+    def set_aside(self, problem: Problem) -> None:
+        """Move a part ``verify`` found bad into ``corrupt/`` (and log it)."""
+        lineage = problem.path.parent.name
+        with contextlib.suppress(FileNotFoundError):
+            identity = problem.path.stat().st_ino
+            self._set_aside(problem.path, identity, lineage, -1, problem.reason)
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    """A checkpoint's arrays, verified against their stored sha256.
+
+    Returns
+    -------
+    state : dict or None
+        The arrays (without the digest), or None if they cannot be trusted.
+    reason : str or None
+        Why not, or None.
+    """
+    try:
+        state = load_npz(path)
+    except (ValueError, OSError) as error:
+        return None, str(error)
+    stored = state.pop(DIGEST_KEY, None)
+    if stored is None:
+        return None, "no stored sha256"
+    actual = arrays_digest(state)
+    if str(stored) != actual:
+        return None, f"arrays' sha256 {actual} where the file says {stored}"
+    return state, None
