@@ -27,8 +27,9 @@ import numpy as np
 
 from harness import SHARED_ARCHIVE, summary, write_results
 from npdl.data import DataLoader, ImageFolderDataset
-from npdl.prepared import prepare_dataset
-from npdl.preprocessing import fit_standardization, fit_zca, train_transform, whiten
+from npdl.data.normalization import fit_standardization, fit_zca, whiten
+from npdl.data.prepared import prepare_dataset
+from npdl.data.transforms import train_transform
 
 SPLIT = {"train": 0.8, "val": 0.1, "test": 0.1}
 

@@ -24,9 +24,8 @@ import time
 from pathlib import Path
 
 from harness import ROOT, SHARED_ARCHIVE, paired, ratios, summary, write_results
-from npdl.io import save_json
-from npdl.prepared import prepare_dataset, write_prepared
-from npdl.preprocessing import fit_standardization
+from npdl.data.normalization import fit_standardization, write_normalization
+from npdl.data.prepared import prepare_dataset, write_prepared
 
 LAUNCHERS = {
     "1 worker": [],
@@ -38,9 +37,11 @@ def prepare(folder: Path, archive: str, images: int) -> None:
     data = prepare_dataset(
         archive, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=0, limit_files=images
     )
-    write_prepared(folder / "prepared", data, {"source": "benchmark"})
+    manifest = write_prepared(folder / "prepared", data, {"source": "benchmark"})
     stats = fit_standardization(data.images["train"])
-    save_json(folder / "normalized" / "stats.json", {k: v.tolist() for k, v in stats.items()})
+    write_normalization(
+        folder / "normalized", "standardize", stats, data_hash=manifest["content_hash"]
+    )
 
 
 def sweep(data: Path, work: Path, launcher: list[str], trials: int, epochs: int) -> float:

@@ -23,13 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from npdl.config import PipelineConfig, validate_config
-from npdl.io import save_json
-from npdl.prepared import prepare_dataset, write_prepared
-from npdl.preprocessing import fit_standardization
-from npdl.search.cache import TrialCache
+from npdl.data.normalization import fit_standardization, write_normalization
+from npdl.data.prepared import prepare_dataset, write_prepared
+from npdl.run.store import RunStore
+from npdl.run.training import load_run_data, run_training
 from npdl.search.halving import successive_halving
 from npdl.search.spaces import Choice, grid_points, sample_points
-from npdl.search.trials import load_trial_data, run_trial
 
 DEFAULT_ARCHIVE = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
@@ -52,14 +51,14 @@ def configure(point: dict, epochs: int, horizon: int) -> PipelineConfig:
 
 
 def search(name, points, data, epochs, cache_dir, halving=False):
-    cache = TrialCache(cache_dir)
+    cache = RunStore(cache_dir)
     start = time.perf_counter()
     scores: dict[tuple, float] = {}
 
     def run_batch(requests):
         out = []
         for index, point, budget in requests:
-            result = run_trial(configure(point, budget, epochs), data, cache)
+            result = run_training(configure(point, budget, epochs), data, cache)
             score = result["val_acc"] if result["status"] == "ok" else None
             scores[(index, budget)] = score
             out.append(score)
@@ -92,10 +91,12 @@ def main() -> None:
         prepared = prepare_dataset(
             args.archive, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=0, workers="auto"
         )
-        write_prepared(scratch / "prepared", prepared, {})
+        manifest = write_prepared(scratch / "prepared", prepared, {})
         stats = fit_standardization(prepared.images["train"])
-        save_json(scratch / "normalized" / "stats.json", {k: v.tolist() for k, v in stats.items()})
-        data = load_trial_data(scratch, args.fraction)
+        write_normalization(
+            scratch / "normalized", "standardize", stats, data_hash=manifest["content_hash"]
+        )
+        data = load_run_data(scratch, args.fraction)
         print(
             f"{len(data.train[1])} training images, {len(data.val[1])} validation images; "
             f"space of {len(grid_points(SPACE))} points, {args.epochs} epochs at most"

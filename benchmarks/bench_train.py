@@ -29,8 +29,8 @@ import numpy as np
 
 from harness import SHARED_ARCHIVE, paired, ratios, sgemm_peak, summary, write_results
 from npdl import Adam, ClassificationNet, DataLoader, ImageFolderDataset, Relu, Sigmoid, Solver
-from npdl.prepared import prepare_dataset
-from npdl.preprocessing import fit_standardization, standardize_images
+from npdl.data.normalization import fit_standardization, standardize_images
+from npdl.data.prepared import prepare_dataset
 from npdl.threads import get_num_threads
 
 BATCH = 256

@@ -6,31 +6,32 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from common import project_path, run_dir, stage_main
 from npdl import plots
 from npdl.config import PipelineConfig
-from npdl.evaluation import classification_metrics, predict_logits, relabel
+from npdl.data.prepared import load_manifest, load_split
+from npdl.data.sources import open_image_source
+from npdl.evaluation import classification_metrics, confusion_counts, predict_logits, relabel
 from npdl.io import save_csv, save_json
 from npdl.network import load_model
-from npdl.prepared import load_manifest, load_split
-from npdl.sources import open_image_source
 
 
 def run(cfg: PipelineConfig) -> dict:
-    model = load_model(cfg.evaluate.model_path or project_path(cfg.paths.models) / "model.npz")
+    model_path = cfg.evaluate.model_path or project_path(cfg.paths.models) / "model.npz"
+    model = load_model(model_path)
     if cfg.evaluate.source is None:
         prepared = project_path(cfg.paths.data) / "prepared"
         load_manifest(prepared)
         images, labels = load_split(prepared, "test")
     else:
+        if model.image_shape is None:
+            raise ValueError(f"{model_path} records no image size: retrain it with this npdl")
         source = open_image_source(cfg.evaluate.source)
-        side = model.input_size // 3
-        images = source.read_images(size=round(side**0.5))
+        images = source.read_images(size=model.image_shape[:2])
         labels = relabel(source.labels, source.classes, model.class_names)
     logits = predict_logits(model, images, cfg.evaluate.batch_size, cfg.evaluate.tta_flip)
     metrics = classification_metrics(logits, labels, model.class_names)
+    predictions = logits.argmax(axis=1)
     if cfg.evaluate.metrics_path is not None:
         save_json(Path(cfg.evaluate.metrics_path), metrics)
     else:
@@ -39,13 +40,11 @@ def run(cfg: PipelineConfig) -> dict:
         names = model.class_names
         rows = [
             {"actual": names[i], "predicted": names[j]}
-            for i, j in zip(labels.tolist(), logits.argmax(axis=1).tolist(), strict=True)
+            for i, j in zip(labels.tolist(), predictions.tolist(), strict=True)
         ]
         save_csv(out / "confusion.csv", rows, ["actual", "predicted"])
-        counts = np.zeros((len(names), len(names)), dtype=np.int64)
-        np.add.at(counts, (labels, logits.argmax(axis=1)), 1)
         plots.confusion_matrix(
-            counts,
+            confusion_counts(labels, predictions, len(names)),
             names,
             run_dir() / cfg.paths.plots / "confusion_matrix.png",
             f"Test split: accuracy {metrics['accuracy']:.2%} on {metrics['n']} images",

@@ -10,8 +10,8 @@ from tqdm import tqdm
 
 from common import project_path, stage_main
 from npdl.config import CIFAR10_URL, PipelineConfig
-from npdl.download import resolve_source
-from npdl.prepared import prepare_dataset, write_prepared
+from npdl.data.download import resolve_source
+from npdl.data.prepared import prepare_dataset, write_prepared
 
 
 class DecodeBar:

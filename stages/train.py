@@ -3,95 +3,61 @@ model selection) -> ``models/model.npz``, ``metrics/train.json``,
 ``metrics/train_history.csv``. Under DVC they land in the project; run directly
 (``python stages/train.py -m lr=1e-3,1e-4``) in each job's Hydra folder.
 
-Training goes through the trial cache: a configuration trained before (on the same
-data, same library version) is not trained again, and a killed run resumes from its
-last epoch's checkpoint. In a sweep a failed trial is reported, not raised.
-
-With ``tune.enabled`` a single run applies ``models/tune/best_overrides.json`` (the
-tune stage's winner) on top of the configuration; keys given on the command line
-win over it."""
+Training goes through the run store: a configuration trained before (same data, same
+library code) is not trained again, and a killed run resumes from its last epoch.
+With ``tune.enabled`` a single run applies the tune stage's winner first."""
 
 from __future__ import annotations
 
-import sys
+from dataclasses import dataclass
 
-from tqdm import tqdm
-
-from common import apply_overrides, in_multirun, project_path, run_dir, stage_main
+from common import in_multirun, project_path, run_dir, stage_main
+from configuration import apply_tune_winner
 from npdl import plots
-from npdl.config import PipelineConfig
-from npdl.io import link_or_copy, load_json, save_csv, save_json
-from npdl.search.cache import TrialCache
-from npdl.search.trials import load_trial_data, run_trial
+from npdl.config import PipelineConfig, debugging
+from npdl.io import link_or_copy, save_csv, save_json
+from npdl.run import RunStore, load_run_data, run_training
+from progress import epoch_bar
 
 HISTORY_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
-METRIC_FIELDS = [
-    "status",
-    "val_acc",
-    "val_loss",
-    "best_epoch",
-    "epochs",
-    "resumed_from",
-    "seconds",
-    "threads",
-    "cache_hit",
-]
+METRIC_FIELDS = ["status", "val_acc", "val_loss", "best_epoch", "epochs", "resumed_from"]
+METRIC_FIELDS += ["seconds", "threads", "cache_hit"]
 
 
-def tuned(cfg: PipelineConfig) -> PipelineConfig:
-    """The configuration with the tune stage's best hyperparameters applied."""
-    path = project_path(cfg.paths.models) / "tune" / "best_overrides.json"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"tune.enabled is true but {path} does not exist: run the tune stage "
-            "(`dvc repro tune`) or set tune.enabled=false"
-        )
-    best = load_json(path)["overrides"] or {}
-    if best:
-        print(f"applying the tuned hyperparameters: {best}")
-    return apply_overrides(cfg, best)
+@dataclass(frozen=True)
+class Job:
+    """How a sweep's job differs from a single run: this is the one place."""
 
+    sweeping: bool
+    apply_tuned: bool  # a single run trains the tune stage's winner
+    store_model: bool  # a sweep keeps trial models only with tune.keep_trial_models
+    show_progress: bool  # a live bar; matplotlib pictures (~1 s, so not per trial)
 
-class EpochBar:
-    """A tqdm bar over epochs, updated by a Solver callback with the epoch's figures."""
-
-    def __init__(self, epochs: int):
-        self.bar = tqdm(total=epochs, desc="training", unit="epoch")
-
-    def callback(self, solver, stats: dict) -> bool:
-        self.bar.n = solver.epoch  # a resumed run starts where its checkpoint ended
-        self.bar.set_postfix(
-            {k: f"{stats[k]:.4f}" for k in ("train_loss", "val_loss", "val_acc") if k in stats},
-            refresh=True,
-        )
-        return False  # never asks the Solver to stop
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-def epoch_bar(epochs: int) -> EpochBar | None:
-    return EpochBar(epochs) if sys.stderr.isatty() else None
+    @classmethod
+    def of(cls, cfg: PipelineConfig) -> Job:
+        if in_multirun():
+            return cls(True, False, cfg.tune.keep_trial_models, False)
+        return cls(False, cfg.tune.enabled, True, True)
 
 
 def run(cfg: PipelineConfig) -> dict:
-    if cfg.tune.enabled and not in_multirun():
-        cfg = tuned(cfg)
-    data = load_trial_data(
+    job = Job.of(cfg)
+    if job.apply_tuned:
+        cfg = apply_tune_winner(
+            cfg, project_path(cfg.paths.models) / "tune" / "best_overrides.json"
+        )
+    data = load_run_data(
         project_path(cfg.paths.data), cfg.solver.train_fraction, cfg.normalize.method
     )
-    cache = TrialCache(project_path(cfg.paths.trial_cache))
-    sweeping = in_multirun()
-    # On a terminal a single run shows a live bar; elsewhere (CI, logs, sweeps) the
-    # Solver prints one line per epoch.
-    bar = None if sweeping else epoch_bar(cfg.solver.epochs)
-    result = run_trial(
+    bar = epoch_bar(cfg.solver.epochs) if job.show_progress else None
+    result = run_training(
         cfg,
         data,
-        cache,
-        verbose=bar is None,
-        store_model=cfg.tune.keep_trial_models or not sweeping,
+        RunStore(project_path(cfg.paths.trial_cache)),
         callbacks=[bar.callback] if bar else [],
+        verbose=bar is None,
+        fail_fast=debugging(),
+        store_model=job.store_model,
     )
     if bar:
         bar.close()
@@ -99,14 +65,14 @@ def run(cfg: PipelineConfig) -> dict:
     out = run_dir()
     save_json(out / cfg.paths.metrics / "train.json", metrics)
     if result["status"] == "failed":
-        if sweeping:
-            return metrics  # the sweep goes on; the traceback is in the trial cache
+        if job.sweeping:
+            return metrics  # the sweep goes on; the traceback is in the store's failures/
         raise RuntimeError(f"training failed: {result['error']}")
     if result["model_path"] is not None:
         link_or_copy(result["model_path"], out / cfg.paths.models / "model.npz")
     history = [{k: row[k] for k in HISTORY_FIELDS} for row in result["history"]]
     save_csv(out / cfg.paths.metrics / "train_history.csv", history, HISTORY_FIELDS)
-    if not sweeping:  # a sweep's trials skip the picture: matplotlib costs ~1 s a trial
+    if job.show_progress:
         plots.learning_curves(history, out / cfg.paths.plots / "learning_curves.png")
     print(f"trained: {metrics}")
     return metrics

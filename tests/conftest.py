@@ -225,16 +225,17 @@ SHARED_ARCHIVE = (
 def write_real_subset(folder: Path, limit_files: int) -> Path:
     """``folder/prepared`` and ``folder/normalized`` (standardised) for ``limit_files``
     images of the shared archive, split 80/10/10 with seed 0, as the stages write them."""
-    from npdl.io import save_json
-    from npdl.prepared import prepare_dataset, write_prepared
-    from npdl.preprocessing import fit_standardization
+    from npdl.data.normalization import fit_standardization, write_normalization
+    from npdl.data.prepared import prepare_dataset, write_prepared
 
     data = prepare_dataset(
         SHARED_ARCHIVE, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=0, limit_files=limit_files
     )
-    write_prepared(folder / "prepared", data, {"source": "test"})
+    manifest = write_prepared(folder / "prepared", data, {"source": "test"})
     stats = fit_standardization(data.images["train"])
-    save_json(folder / "normalized" / "stats.json", {k: v.tolist() for k, v in stats.items()})
+    write_normalization(
+        folder / "normalized", "standardize", stats, data_hash=manifest["content_hash"]
+    )
     return folder
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from npdl import ClassificationNet, Relu
 from npdl.io import load_npz, save_npz
-from npdl.search.cache import TrialCache, arrays_digest
+from npdl.run.store import RunStore, arrays_digest
 
 NPDL = Path(sys.executable).parent / "npdl"  # the package's console script
 
@@ -23,7 +23,7 @@ def flip_one_byte(path: Path, at: float = 0.5) -> None:
 
 @pytest.fixture
 def cache(tmp_path):
-    store = TrialCache(tmp_path / "store")
+    store = RunStore(tmp_path / "store")
     model = ClassificationNet(Relu(), input_size=12, hidden_size=[8], rng=0)
     for epochs in (1, 2, 3):
         store.store_result("lineage", epochs, {"status": "ok", "epochs": epochs}, model)

@@ -1,6 +1,7 @@
 """conf/ composes, validates and stays equal to params.yaml."""
 
 import dataclasses
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -105,7 +106,7 @@ def test_a_stage_refuses_bad_config_before_any_work(tmp_path):
 
 
 def test_tune_passes_its_own_overrides_on_to_the_trials():
-    from tune import sweep_command
+    from launching import sweep_command
 
     cfg = to_pipeline_config(composed())
     typed = [
@@ -119,3 +120,16 @@ def test_tune_passes_its_own_overrides_on_to_the_trials():
     assert f"solver.train_fraction={cfg.tune.train_fraction}" in command
     for dropped in typed[1:]:
         assert dropped not in command
+
+
+def test_npdl_debug_shows_the_full_traceback(tmp_path):
+    command = [sys.executable, str(ROOT / "stages" / "train.py"), "lr=-1"]
+    command.append(f"hydra.run.dir={tmp_path}")
+    plain = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr
+    assert "NPDL_DEBUG=1 shows the full traceback" in plain.stderr
+    env = {**os.environ, "NPDL_DEBUG": "1"}
+    debug = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert debug.returncode != 0
+    assert "Traceback" in debug.stderr and "validate_config" in debug.stderr
+    assert "optimizer.lr=-1.0 is not allowed" in debug.stderr

@@ -8,7 +8,7 @@ from functools import partial
 
 import pytest
 
-from npdl.download import download, file_md5, resolve_source
+from npdl.data.download import download, file_md5, resolve_source
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from npdl.search import (
     write_leaderboard_csv,
     write_leaderboard_md,
 )
+from npdl.search.objective import Objective
 
 
 def trial(overrides, val_acc, val_loss, status="ok", epochs=5, seconds=1.5, cache_hit=False):
@@ -44,7 +45,7 @@ def test_ok_rows_by_accuracy_then_loss_failed_and_diverged_last():
 
 
 def test_ranking_by_a_loss_minimises_it():
-    ranked = rank_trials(sample_rows(), metric="val_loss")
+    ranked = rank_trials(sample_rows(), Objective("val_loss"))
     assert [row["overrides"]["lr"] for row in ranked[:4]] == [0.003, 0.001, 0.01, 0.0001]
 
 

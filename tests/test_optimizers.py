@@ -37,6 +37,42 @@ def test_sgd_matches_reference():
         np.testing.assert_allclose(model.params[k], expected)
 
 
+@pytest.mark.parametrize("decoupled", [False, True])
+def test_sgd_weight_decay_matches_reference_and_shrinks_only_weight_matrices(decoupled):
+    model, grads, _ = run(SGD, weight_decay=0.5, decoupled=decoupled)
+    for k, w in Params().params.items():
+        decay = 0.5 if w.ndim >= 2 else 0.0
+        for g in grads:
+            w = w * (1 - 0.1 * decay) - 0.1 * g[k] if decoupled else w - 0.1 * (g[k] + decay * w)
+        np.testing.assert_allclose(model.params[k], w, rtol=1e-12)
+    # With zero gradients the decay alone acts: weights shrink, biases stay.
+    model, opt = Params(), None
+    start = {k: v.copy() for k, v in model.params.items()}
+    opt = SGD(model, None, 0.1, weight_decay=0.5, decoupled=decoupled)
+    for _ in range(3):
+        opt.step()
+    assert np.linalg.norm(model.params["W1"]) < 0.9 * np.linalg.norm(start["W1"])
+    np.testing.assert_array_equal(model.params["b1"], start["b1"])
+
+
+@pytest.mark.parametrize("decoupled", [False, True])
+def test_momentum_with_decoupled_or_coupled_decay_matches_reference(decoupled):
+    model, grads, _ = run(SGDMomentum, momentum=0.9, weight_decay=0.2, decoupled=decoupled)
+    for k, w in Params().params.items():
+        decay, v = (0.2 if w.ndim >= 2 else 0.0), np.zeros_like(w)
+        for g in grads:
+            d = g[k] if decoupled else g[k] + decay * w
+            v = 0.9 * v + d
+            w = (w * (1 - 0.1 * decay) if decoupled else w) - 0.1 * v
+        np.testing.assert_allclose(model.params[k], w, rtol=1e-12)
+
+
+def test_a_non_finite_or_negative_weight_decay_is_refused():
+    for bad in (float("nan"), float("inf"), -0.1):
+        with pytest.raises(ValueError, match="weight_decay must be a finite value >= 0"):
+            SGD(Params(), None, 0.1, weight_decay=bad)
+
+
 @pytest.mark.parametrize("nesterov", [False, True])
 @pytest.mark.parametrize("weight_decay", [0.0, 0.01])
 def test_momentum_matches_reference(nesterov, weight_decay):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from conftest import start_killable
@@ -329,3 +330,81 @@ def test_exp_run_with_set_param_changes_metrics(project):
     show = sh(["dvc", "exp", "show", "--no-pager", "--json"], repo).stdout
     assert "higher-lr" in show
     assert "lr: 0.01" in (repo / "params.yaml").read_text()
+
+
+def restore_baseline(repo):
+    """Back to the fixture's committed state (after `dvc exp run` changed the workspace)."""
+    sh(["git", "checkout", "--", "."], repo)
+    sh(["dvc", "checkout", "--force"], repo)
+
+
+def stored_lr(model_path):
+    return load_model(model_path).metadata["config"]["optimizer"]["lr"]
+
+
+def test_the_four_ways_of_setting_the_learning_rate_agree(project, tmp_path):
+    repo, _ = project
+    restore_baseline(repo)
+    learned = {}
+    for way in ("lr=0.02", "optimizer.lr=0.02"):
+        run = tmp_path / way.split("=")[0]
+        sh(
+            [sys.executable, "stages/train.py", way, "tune.enabled=false", f"hydra.run.dir={run}"],
+            repo,
+        )
+        learned[way] = stored_lr(run / "models" / "model.npz")
+    for way in ("lr=0.02", "optimizer.lr=0.02"):
+        sh(["dvc", "exp", "run", "-S", "tune.enabled=false", "-S", way], repo)
+        learned[f"-S {way}"] = stored_lr(repo / "models" / "model.npz")
+        # params.yaml (what `dvc exp show` reads) holds one value: the shortcut is
+        # unset or the same.
+        params = yaml.safe_load((repo / "params.yaml").read_text())
+        assert params["optimizer"]["lr"] == 0.02 and params["lr"] in (None, 0.02), params
+        restore_baseline(repo)
+    assert learned == dict.fromkeys(learned, 0.02)
+
+
+def test_a_tuned_value_replacing_the_users_says_so(project):
+    repo, _ = project
+    restore_baseline(repo)
+    result = sh(["dvc", "exp", "run", "-S", "optimizer.lr=0.05"], repo)
+    assert "replaces the configured optimizer.lr=0.05; to keep yours, pin it" in result.stdout
+    assert "tune.pin=[optimizer.lr]" in result.stdout
+    restore_baseline(repo)
+
+
+def test_editing_the_library_retrains_and_reverting_it_hits_the_store_again(project):
+    repo, _ = project
+    restore_baseline(repo)
+    env = {**os.environ, "PYTHONPATH": str(repo / "src"), "CIFAR10_SOURCE": str(SHARED_ARCHIVE)}
+    events = repo / ".cache/npdl/trial-cache/events.jsonl"
+
+    def repro(*flags):
+        before = len(events.read_text().splitlines())
+        result = subprocess.run(
+            ["dvc", "repro", *flags], cwd=repo, env=env, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        new = [json.loads(line) for line in events.read_text().splitlines()[before:]]
+        return new, read_json(repo / "metrics/train.json"), digest(repo / "models/model.npz")
+
+    baseline_model = digest(repo / "models/model.npz")
+    layers = repo / "src/npdl/layers.py"
+    original = layers.read_text()
+    edited = original.replace("eps: float = 1e-5", "eps: float = 2e-5")
+    assert edited != original
+    layers.write_text(edited)  # one line of a layer: batch norm's epsilon
+    try:
+        new, train, model = repro()
+        assert train["cache_hit"] is False and model != baseline_model
+        assert {e["event"] for e in new} >= {"miss", "store"} and "hit" not in {
+            e["event"] for e in new
+        }
+    finally:
+        layers.write_text(original)
+    # Reverted: DVC reruns the stages (--no-run-cache: not restored from DVC's own
+    # cache), and every trial and the final training are hits of the run store.
+    new, train, model = repro("--no-run-cache")
+    assert train["cache_hit"] is True and model == baseline_model
+    assert {e["event"] for e in new} == {"hit"}
+    restore_baseline(repo)

@@ -20,15 +20,15 @@ import pytest
 
 from conftest import SHARED_ARCHIVE, start_killable, write_real_subset
 from npdl import ClassificationNet, Relu
-from npdl.io import atomic_folder, load_npz, save_json, staging_prefix
-from npdl.prepared import (
+from npdl.data.prepared import (
     MODES,
     PreparedData,
     load_manifest,
     load_split,
     prepare_dataset,
 )
-from npdl.search.cache import TrialCache
+from npdl.io import atomic_folder, load_npz, save_json, staging_prefix
+from npdl.run.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_archive = pytest.mark.skipif(not SHARED_ARCHIVE.exists(), reason=f"needs {SHARED_ARCHIVE}")
@@ -152,7 +152,7 @@ def test_sigkill_during_train_resumes_from_the_last_epoch(small_data, tmp_path):
     metrics = json.loads((run / "metrics" / "train.json").read_text())
     assert metrics["status"] == "ok" and metrics["epochs"] == 8
     assert metrics["resumed_from"] is not None and metrics["resumed_from"] >= 2
-    resumes = [e for e in TrialCache(cache).events() if e["event"] == "resume"]
+    resumes = [e for e in RunStore(cache).events() if e["event"] == "resume"]
     assert resumes and resumes[-1]["from_epoch"] >= 2
     ClassificationNet.load(run / "models" / "model.npz")  # a whole, loadable model
 
@@ -161,7 +161,7 @@ def test_sigkill_during_train_resumes_from_the_last_epoch(small_data, tmp_path):
 
 
 def _store_many(root: str, barrier, worker: int, entries: int) -> None:
-    cache = TrialCache(Path(root))
+    cache = RunStore(Path(root))
     model = ClassificationNet(Relu(), input_size=48, hidden_size=[64], rng=worker)
     barrier.wait()
     for epochs in range(1, entries + 1):
@@ -180,7 +180,7 @@ def test_two_processes_storing_the_same_entries_leave_one_valid_entry_each(tmp_p
     for writer in writers:
         writer.join(timeout=120)
         assert writer.exitcode == 0
-    cache = TrialCache(tmp_path)
+    cache = RunStore(tmp_path)
     for epochs in range(1, 31):
         result = cache.load_result("lineage", epochs)
         assert result is not None and result["epochs"] == epochs and result["writer"] in (1, 2)
@@ -200,7 +200,7 @@ def _store_with_file_size_limit(root: str, limit: int) -> str:
     a full disk fails them with ENOSPC) and store a trial whose model exceeds it."""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    cache = TrialCache(Path(root))
+    cache = RunStore(Path(root))
     model = ClassificationNet(Relu(), hidden_size=[100], rng=0)  # ~1.2 MB
     try:
         cache.store_result("lineage", 3, {"status": "ok"}, model)
@@ -215,7 +215,7 @@ def test_a_write_that_runs_out_of_space_is_a_clear_error_and_leaves_no_entry(tmp
         message = pool.apply(_store_with_file_size_limit, (str(tmp_path), 256 * 1024))
     assert message != "stored"
     assert "model.npz" in message and "File too large" in message  # names the file
-    cache = TrialCache(tmp_path)
+    cache = RunStore(tmp_path)
     assert cache.load_result("lineage", 3) is None
     assert not cache.entry_dir("lineage", 3).exists()
     assert [p.name for p in cache.entry_dir("lineage", 3).parent.iterdir()] == []
@@ -236,7 +236,7 @@ def test_a_full_tmpfs_is_a_clear_error_and_leaves_no_entry(tmp_path):
     if not _mount_tiny_tmpfs(disk):
         pytest.skip("this machine does not allow mounting a tmpfs")
     try:
-        cache = TrialCache(disk)
+        cache = RunStore(disk)
         model = ClassificationNet(Relu(), hidden_size=[100], rng=0)  # ~1.2 MB > 512 KiB
         with pytest.raises(OSError, match=r"No space left on device.*model\.npz"):
             cache.store_result("lineage", 3, {"status": "ok"}, model)
@@ -339,7 +339,7 @@ def test_atomic_writes_get_the_usual_file_modes(tmp_path):
     save_json(tmp_path / "metrics.json", {"ok": 1})
     with atomic_folder(tmp_path / "prepared") as staging:
         (staging / "manifest.json").write_text("{}")
-    cache = TrialCache(tmp_path / "cache")
+    cache = RunStore(tmp_path / "cache")
     entry = cache.store_result("lineage", 1, {"status": "ok"})
     assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == expected_file
     assert (tmp_path / "prepared").stat().st_mode & 0o777 == expected_dir

@@ -108,7 +108,7 @@ def test_the_epoch_bar_follows_the_solver_and_shows_its_figures(capsys):
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
-    from train import EpochBar
+    from progress import EpochBar
 
     class FakeSolver:
         epoch = 0

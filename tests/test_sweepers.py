@@ -234,7 +234,7 @@ def test_diverged_and_failed_trials_are_recorded_and_the_sweep_goes_on(data_dir,
         cache,
         tmp_path / "s",
         "npdl_grid",
-        "optimizer.name=sgd",
+        "optimizer=sgd",
         "optimizer.lr=1e-3,1e6",
         "model.activation=leaky_relu,relu",
         "+model.activation_kwargs.slope=0.1",
@@ -248,9 +248,28 @@ def test_diverged_and_failed_trials_are_recorded_and_the_sweep_goes_on(data_dir,
         ("model.activation=relu", "optimizer.lr=1000000.0"): "failed",
     }
     assert [r["rank"] for r in rows.values() if r["status"] == "ok"] == ["1"]
-    results = [json.loads(p.read_text()) for p in cache.glob("trials/*/epochs-*/result.json")]
-    tracebacks = [r["traceback"] for r in results if r["status"] == "failed"]
+    # Failures are kept for reading in the store's failures/, not stored as results.
+    failures = [json.loads(p.read_text()) for p in cache.glob("failures/*/epochs-*.json")]
+    tracebacks = [r["traceback"] for r in failures if r["status"] == "failed"]
     assert len(tracebacks) == 2 and all("takes no arguments" in t for t in tracebacks)
+    results = [json.loads(p.read_text()) for p in cache.glob("trials/*/epochs-*/result.json")]
+    assert sorted(r["status"] for r in results) == ["diverged", "ok"]
+
+    # Rerun: the failed trials are tried again; the ok and the (deterministic)
+    # diverged one come from the store.
+    before = len(events(cache))
+    run_sweep(
+        data_dir,
+        cache,
+        tmp_path / "s2",
+        "npdl_grid",
+        "optimizer=sgd",
+        "optimizer.lr=1e-3,1e6",
+        "model.activation=leaky_relu,relu",
+        "+model.activation_kwargs.slope=0.1",
+    )
+    rerun = events(cache)[before:]
+    assert sorted(e["event"] for e in rerun) == ["failed", "failed", "hit", "hit", "miss", "miss"]
 
 
 def test_sigkill_mid_sweep_then_rerun_completes_it(data_dir, tmp_path):
@@ -339,3 +358,36 @@ def test_a_damaged_model_or_result_in_the_store_is_retrained_not_served(data_dir
     settled = len(events(cache))
     run_sweep(data_dir, cache, tmp_path / "c", *search)
     assert {e["event"] for e in events(cache)[settled:]} == {"hit"}
+
+
+def test_halving_on_val_loss_promotes_the_lowest_losses_and_all_agree(data_dir, tmp_path):
+    run_sweep(
+        data_dir,
+        tmp_path / "cache",
+        tmp_path / "h",
+        "npdl_halving",
+        "hydra.sweeper.metric=val_loss",
+        "hydra.sweeper.n_configs=6",
+        "hydra.sweeper.eta=3",
+        "hydra.sweeper.min_epochs=1",
+        "hydra.sweeper.max_epochs=3",
+        *SPACE,
+    )
+    rows = leaderboard(tmp_path / "h")
+    by_epochs = {}
+    for row in rows:
+        by_epochs.setdefault(int(row["epochs"]), []).append(row)
+    assert {e: len(r) for e, r in by_epochs.items()} == {1: 6, 3: 2}
+    # The two promoted are the two lowest losses of rung 0, not the highest.
+    rung0 = sorted(by_epochs[1], key=lambda r: float(r["val_loss"]))
+    assert {r["overrides"] for r in rung0[:2]} == {r["overrides"] for r in by_epochs[3]}
+    # The leaderboard ranks by loss, lowest first; its first row is the halving winner
+    # (the lowest loss at the top rung) and best_overrides.json names the same.
+    assert [float(r["val_loss"]) for r in rows] == sorted(float(r["val_loss"]) for r in rows)
+    top = min(by_epochs[3], key=lambda r: float(r["val_loss"]))
+    best = json.loads((tmp_path / "h" / "best_overrides.json").read_text())
+    assert best["metric"] == "val_loss"
+    winner = dict(item.split("=", 1) for item in top["overrides"].split())
+    assert {k: float(v) for k, v in best["overrides"].items()} == {
+        k: float(v) for k, v in winner.items()
+    }

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from npdl.transforms import (
+from npdl.data.transforms import (
     ComposeTransform,
     FlattenTransform,
     NormalizeTransform,

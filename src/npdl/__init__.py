@@ -10,9 +10,21 @@ from . import hyperparameter_tuning
 from .activations import ELU, Activation, LeakyRelu, Maxout, Relu, Sigmoid, Tanh, make_activation
 from .data import (
     DEFAULT_SPLIT,
+    ComposeTransform,
     DataLoader,
+    FlattenTransform,
     ImageFolderDataset,
+    ImageSource,
+    NormalizeTransform,
+    RandomCrop,
+    RandomHorizontalFlip,
+    RescaleTransform,
     compute_image_mean_and_std,
+    decode_image,
+    list_image_archive,
+    list_image_folder,
+    open_image_source,
+    read_cifar10_python_archive,
     split_source_indices,
     stratified_split,
     stratified_subset,
@@ -30,22 +42,6 @@ from .losses import BCE, L1, MSE, CrossEntropyFromLogits, Loss
 from .network import ClassificationNet, load_model
 from .optimizers import SGD, Adam, Optimizer, SGDMomentum
 from .solver import Solver
-from .sources import (
-    ImageSource,
-    decode_image,
-    list_image_archive,
-    list_image_folder,
-    open_image_source,
-    read_cifar10_python_archive,
-)
-from .transforms import (
-    ComposeTransform,
-    FlattenTransform,
-    NormalizeTransform,
-    RandomCrop,
-    RandomHorizontalFlip,
-    RescaleTransform,
-)
 
 __all__ = [
     "BCE",

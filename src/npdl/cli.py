@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .search.cache import TrialCache
+from .run.store import RunStore
 
 #: The store the pipeline uses by default (``paths.trial_cache``), from the project root.
 DEFAULT_STORE = Path(".cache/npdl/trial-cache")
@@ -43,7 +43,7 @@ def verify_store(store: Path, set_aside: bool) -> int:
     if not (store / "trials").is_dir():
         print(f"error: {store} is not a run store (it has no trials/ folder)", file=sys.stderr)
         return 2
-    cache = TrialCache(store)
+    cache = RunStore(store)
     checked, problems = cache.verify()
     for problem in problems:
         print(f"corrupt: {problem.path}: {problem.reason}")

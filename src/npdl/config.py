@@ -4,6 +4,10 @@ The stages merge the composed Hydra config into these dataclasses (which rejects
 unknown keys and wrong types, naming the key), then call :func:`validate_config`,
 which rejects impossible values before any work is done. The module itself depends
 on nothing but the standard library, so the library stays free of Hydra.
+
+The defaults here are the composition of ``conf/`` (a test fails on any difference),
+so ``PipelineConfig()`` is the recipe ``dvc repro`` runs. Each optimizer has its own
+dataclass with only the fields it uses (``OPTIMIZER_CONFIGS``, chosen by ``name``).
 """
 
 # OmegaConf 2.3 reads ``Optional[...]`` annotations, not ``X | None``.
@@ -12,6 +16,7 @@ on nothing but the standard library, so the library stays free of Hydra.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -29,6 +34,14 @@ SPLIT_MODES = ("train", "val", "test")
 
 class ConfigError(ValueError):
     """An impossible configuration value; the message names the key."""
+
+
+def debugging() -> bool:
+    """``NPDL_DEBUG`` (or Hydra's ``HYDRA_FULL_ERROR``) is set: stages show full
+    tracebacks instead of one line, and a sweep's failing trial raises."""
+    return any(
+        os.environ.get(key, "") not in ("", "0") for key in ("NPDL_DEBUG", "HYDRA_FULL_ERROR")
+    )
 
 
 @dataclass
@@ -62,48 +75,82 @@ class DataConfig:
 class NormalizeConfig:
     """normalize: statistics fitted on the train split only."""
 
-    method: str = "standardize"
+    method: str = "zca"
     zca_eps: float = 0.1
 
 
 @dataclass
 class ModelConfig:
-    """``ClassificationNet`` architecture; ``reg`` is the course's L2 strength."""
+    """``ClassificationNet`` architecture; ``reg`` is the course's L2 strength (the
+    top-level ``reg`` sets it)."""
 
     activation: str = "relu"
     activation_kwargs: dict[str, float] = field(default_factory=dict)
-    hidden_size: list[int] = field(default_factory=lambda: [512, 256])
+    hidden_size: list[int] = field(default_factory=lambda: [1024, 512])
     init: str = "he"
     std: float = 1e-3
-    dropout: float = 0.0
-    batch_norm: bool = False
+    dropout: float = 0.2
+    batch_norm: bool = True
     reg: float = 0.0
 
 
 @dataclass
 class OptimizerConfig:
-    """Optimizer and its learning rate (top-level ``lr`` by default)."""
+    """What every optimizer takes (the top-level ``lr`` sets ``lr``). Weight decay
+    applies to weight matrices: ``decoupled`` (``w -= lr * weight_decay * w``) or
+    coupled (L2, added to the gradient)."""
 
     name: str = "adam"
     lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    nesterov: bool = False
+    weight_decay: float = 0.05
+    decoupled: bool = True
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    """Adam; decoupled weight decay makes it AdamW."""
+
+    name: str = "adam"
     beta1: float = 0.9
     beta2: float = 0.999
-    decoupled: bool = True
+
+
+@dataclass
+class SGDConfig(OptimizerConfig):
+    """Plain SGD."""
+
+    name: str = "sgd"
+    weight_decay: float = 0.0
+    decoupled: bool = False
+
+
+@dataclass
+class SGDMomentumConfig(SGDConfig):
+    """SGD with (optionally Nesterov) momentum."""
+
+    name: str = "sgd_momentum"
+    momentum: float = 0.9
+    nesterov: bool = False
+
+
+#: ``optimizer.name`` -> the dataclass of that optimizer's fields.
+OPTIMIZER_CONFIGS: dict[str, type[OptimizerConfig]] = {
+    "adam": AdamConfig,
+    "sgd": SGDConfig,
+    "sgd_momentum": SGDMomentumConfig,
+}
 
 
 @dataclass
 class SolverConfig:
     """Training loop: budget, schedule, early stopping, augmentation."""
 
-    epochs: int = 10
+    epochs: int = 100
     batch_size: int = 256
     patience: Optional[int] = None
     monitor: str = "val_acc"
     schedule: str = "cosine"
-    warmup_epochs: float = 0.0
+    warmup_epochs: float = 1.0
     lr_decay: float = 1.0
     step_size: int = 10
     gamma: float = 0.1
@@ -111,8 +158,8 @@ class SolverConfig:
     schedule_epochs: Optional[int] = None
     label_smoothing: float = 0.0
     train_fraction: float = 1.0
-    hflip: bool = False
-    crop_padding: int = 0
+    hflip: bool = True
+    crop_padding: int = 4
     seed: int = 0
 
 
@@ -122,19 +169,27 @@ class TuneConfig:
 
     ``space`` maps config keys to Hydra sweep syntax (``choice(...)``, ``a,b``,
     ``interval(a,b)``, ``tag(log, interval(a,b))``). Use the real keys
-    (``optimizer.lr``, ``model.reg``): the stages read the resolved params.yaml, where
-    the top-level shortcuts ``lr``/``reg`` no longer reach the groups.
+    (``optimizer.lr``, ``model.reg``), not the top-level shortcuts ``lr``/``reg``.
+    ``pin`` lists keys of the space to leave out: searched no more, they keep the
+    configured value while the rest is tuned.
     """
 
-    enabled: bool = False
+    enabled: bool = True
     sampler: str = "halving"
-    space: dict[str, str] = field(default_factory=dict)
-    n_trials: int = 27
+    space: dict[str, str] = field(
+        default_factory=lambda: {
+            "optimizer.lr": "tag(log, interval(3e-4, 3e-3))",
+            "optimizer.weight_decay": "tag(log, interval(0.005, 0.1))",
+            "model.dropout": "interval(0.0, 0.3)",
+        }
+    )
+    pin: list[str] = field(default_factory=list)
+    n_trials: int = 12
     seed: int = 0
-    epochs: int = 9
-    min_epochs: int = 1
-    eta: int = 3
-    train_fraction: float = 1.0
+    epochs: int = 8
+    min_epochs: int = 2
+    eta: int = 2
+    train_fraction: float = 0.25
     metric: str = "val_acc"
     n_jobs: int = 1
     fail_fast: bool = False
@@ -149,24 +204,34 @@ class EvaluateConfig:
     metrics_path: Optional[str] = None
     model_path: Optional[str] = None
     batch_size: int = 1000
-    tta_flip: bool = False
+    tta_flip: bool = True
 
 
 @dataclass
 class PipelineConfig:
-    """The whole composed configuration (``conf/`` = ``params.yaml``)."""
+    """The whole composed configuration (``conf/`` = ``params.yaml``).
+
+    ``lr`` and ``reg`` are shortcuts: null unless set, and when set they set
+    ``optimizer.lr`` and ``model.reg`` (``conf/`` interpolates them), so each value
+    has one home.
+    """
 
     seed: int = 0
-    lr: float = 1e-3
-    reg: float = 0.0
+    lr: Optional[float] = None
+    reg: Optional[float] = None
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: DataConfig = field(default_factory=DataConfig)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    optimizer: OptimizerConfig = field(default_factory=AdamConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+
+def searched_space(tune: TuneConfig) -> dict[str, str]:
+    """``tune.space`` without the keys of ``tune.pin``."""
+    return {key: value for key, value in tune.space.items() if key not in tune.pin}
 
 
 NORMALIZE_METHODS = ("standardize", "zca")
@@ -234,11 +299,27 @@ def validate_config(cfg: PipelineConfig) -> PipelineConfig:
     _check(0 <= model.dropout < 1, "model.dropout", model.dropout, "a probability in [0, 1)")
     _check(model.reg >= 0, "model.reg", model.reg, ">= 0")
     _one_of("optimizer.name", opt.name, sorted(OPTIMIZERS))
+    _check(
+        type(opt) is OPTIMIZER_CONFIGS[opt.name],
+        "optimizer.name",
+        opt.name,
+        f"the name of the optimizer whose fields are given ({type(opt).__name__})",
+    )
     _check(opt.lr > 0, "optimizer.lr", opt.lr, "a learning rate > 0")
     _check(opt.weight_decay >= 0, "optimizer.weight_decay", opt.weight_decay, ">= 0")
-    _check(0 <= opt.momentum < 1, "optimizer.momentum", opt.momentum, "a value in [0, 1)")
-    _check(0 <= opt.beta1 < 1, "optimizer.beta1", opt.beta1, "a value in [0, 1)")
-    _check(0 <= opt.beta2 < 1, "optimizer.beta2", opt.beta2, "a value in [0, 1)")
+    if isinstance(opt, SGDMomentumConfig):
+        _check(0 <= opt.momentum < 1, "optimizer.momentum", opt.momentum, "a value in [0, 1)")
+    if isinstance(opt, AdamConfig):
+        _check(0 <= opt.beta1 < 1, "optimizer.beta1", opt.beta1, "a value in [0, 1)")
+        _check(0 <= opt.beta2 < 1, "optimizer.beta2", opt.beta2, "a value in [0, 1)")
+    for shortcut, key, value in (("lr", "optimizer.lr", opt.lr), ("reg", "model.reg", model.reg)):
+        given = getattr(cfg, shortcut)
+        _check(
+            given is None or given == value,
+            shortcut,
+            given,
+            f"null or the value of {key} ({value!r}), which it sets",
+        )
     _check(solver.epochs > 0, "solver.epochs", solver.epochs, "a positive number of epochs")
     _check(solver.batch_size > 0, "solver.batch_size", solver.batch_size, "a positive batch size")
     _check(
@@ -274,12 +355,15 @@ def validate_config(cfg: PipelineConfig) -> PipelineConfig:
     _check(solver.crop_padding >= 0, "solver.crop_padding", solver.crop_padding, ">= 0")
     tune = cfg.tune
     _one_of("tune.sampler", tune.sampler, SAMPLERS)
+    for key in tune.pin:
+        _one_of("tune.pin", key, sorted(tune.space))
     if tune.enabled:
         _check(
-            len(tune.space) > 0,
+            len(searched_space(tune)) > 0,
             "tune.space",
             tune.space,
-            "at least one key to search, e.g. {optimizer.lr: 'tag(log, interval(1e-5, 1e-2))'}",
+            "at least one key to search (and not pinned), "
+            "e.g. {optimizer.lr: 'tag(log, interval(1e-5, 1e-2))'}",
         )
     _check(tune.n_trials > 0, "tune.n_trials", tune.n_trials, "a positive number of trials")
     _check(tune.epochs > 0, "tune.epochs", tune.epochs, "a positive number of epochs")

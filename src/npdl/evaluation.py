@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .data.transforms import eval_transform
 from .losses import CrossEntropyFromLogits
 from .network import ClassificationNet
-from .preprocessing import eval_transform
 
 
 def predict_logits(
@@ -69,6 +69,12 @@ def relabel(
     return mapping[np.asarray(labels, dtype=np.int64)]
 
 
+def confusion_counts(labels: np.ndarray, predictions: np.ndarray, count: int) -> np.ndarray:
+    """int64 (count, count): row = actual class, column = predicted class."""
+    flat = np.asarray(labels, dtype=np.int64) * count + np.asarray(predictions, dtype=np.int64)
+    return np.bincount(flat, minlength=count * count).reshape(count, count)
+
+
 def classification_metrics(
     logits: np.ndarray, labels: np.ndarray, class_names: Sequence[str]
 ) -> dict:
@@ -86,10 +92,7 @@ def classification_metrics(
     """
     labels = np.asarray(labels, dtype=np.int64)
     predictions = logits.argmax(axis=1)
-    count = len(class_names)
-    confusion = np.bincount(labels * count + predictions, minlength=count * count).reshape(
-        count, count
-    )
+    confusion = confusion_counts(labels, predictions, len(class_names))
     per_class = {
         name: float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None
         for i, name in enumerate(class_names)

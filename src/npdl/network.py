@@ -164,6 +164,8 @@ class ClassificationNet:
         self.reg: dict[str, float] = {}
         # Filled by the pipeline and saved with the model.
         self.class_names: list[str] | None = None
+        #: (H, W, C) of the images it was trained on; None when not trained on images.
+        self.image_shape: tuple[int, ...] | None = None
         self.preprocessing: dict[str, np.ndarray] = {}
         self.metadata: dict = {}
         self.reset_weights()
@@ -278,26 +280,6 @@ class ClassificationNet:
                     self.grads[name] += (2.0 * self.reg_strength) * w
         return self.grads
 
-    def regularization_loss(self) -> float:
-        """The L2 term of the loss for the current weights (``sum(model.reg.values())``)."""
-        if not self.reg_strength:
-            return 0.0
-        return sum(
-            self.reg_strength * float(np.vdot(w, w))
-            for name, w in self.params.items()
-            if name.startswith("W")
-        )
-
-    def predict_logits(self, X, batch_size: int = 1024) -> np.ndarray:
-        """Logits for many samples in eval mode, ``batch_size`` at a time. X: (N, ...)."""
-        was_training = self.training
-        self.eval()
-        try:
-            parts = [self.forward(X[i : i + batch_size]) for i in range(0, len(X), batch_size)]
-        finally:
-            self.train(was_training)
-        return np.concatenate(parts) if parts else np.zeros((0, self.num_classes), self.dtype)
-
     def get_dataset_prediction(self, loader):
         """Predict every batch of a loader in eval mode (course API).
 
@@ -369,6 +351,7 @@ class ClassificationNet:
             "model_name": self.model_name,
             "architecture": self.config(),
             "class_names": self.class_names,
+            "image_shape": self.image_shape,
             "metadata": self.metadata,
         }
         arrays = {"header": np.array(json.dumps(header))}
@@ -408,6 +391,8 @@ class ClassificationNet:
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from error
         model.class_names = header.get("class_names")
+        shape = header.get("image_shape")
+        model.image_shape = tuple(shape) if shape is not None else None
         model.metadata = header.get("metadata") or {}
         model.preprocessing = {
             k[len("preprocessing/") :]: v

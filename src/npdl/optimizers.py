@@ -8,8 +8,10 @@ buffer per parameter, so a step allocates nothing. Each parameter is updated in
 cache-sized blocks spread over a few threads (:mod:`npdl.threads`); the update is
 element-wise, so the result does not depend on the blocks or the threads.
 
-Weight decay, where offered, applies to weight matrices only (``ndim >= 2``), not to
-biases or batch-norm parameters.
+Every optimizer takes ``weight_decay`` and ``decoupled``: coupled (L2), ``weight_decay
+* w`` is added to the gradient; decoupled (as AdamW), ``w -= lr * weight_decay * w``
+each step, outside the gradient's momentum. Decay applies to weight matrices only
+(``ndim >= 2``), not to biases or batch-norm parameters.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ class Optimizer:
     model : object with ``params`` and ``grads`` dicts of arrays (same keys)
     loss_func : the loss (kept for the course's signature; unused by the update)
     learning_rate : float
+    weight_decay : float
+        Strength of the decay of weight matrices (see the module docstring); 0: none.
+    decoupled : bool, optional
+        Decoupled (``w -= lr * weight_decay * w``) or coupled (L2, added to the
+        gradient); default: decoupled for Adam (AdamW), coupled for SGD.
 
     Notes
     -----
@@ -47,7 +54,14 @@ class Optimizer:
 
     slot_keys: tuple[str, ...] = ("scratch",)
 
-    def __init__(self, model, loss_func=None, learning_rate: float = 1e-3):
+    def __init__(
+        self,
+        model,
+        loss_func=None,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 0.0,
+        decoupled: bool | None = None,
+    ):
         if not learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
         self.model = model
@@ -57,6 +71,7 @@ class Optimizer:
         self.state: dict[str, dict[str, np.ndarray]] = {}
         self._jobs: list[tuple] = []
         self._jobs_key: tuple = ()
+        self._set_weight_decay(weight_decay, decoupled)
 
     def _slot(self, name: str, param: np.ndarray) -> dict[str, np.ndarray]:
         slot = self.state.get(name)
@@ -64,8 +79,24 @@ class Optimizer:
             slot = self.state[name] = {key: np.zeros_like(param) for key in self.slot_keys}
         return slot
 
-    def _weight_decay(self) -> float:
-        return 0.0
+    #: Whether weight decay is decoupled unless the caller says (AdamW's default for Adam).
+    decoupled_by_default = False
+
+    def _set_weight_decay(self, weight_decay: float, decoupled: bool | None) -> None:
+        if not (math.isfinite(weight_decay) and weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite value >= 0, got {weight_decay!r}")
+        self.weight_decay = float(weight_decay)
+        self.decoupled = self.decoupled_by_default if decoupled is None else bool(decoupled)
+
+    def _decay_before(self, w, dw, decay, scratch) -> None:
+        """Coupled decay: ``dw += decay * w`` (the gradient is recomputed every step)."""
+        if decay and not self.decoupled:
+            _add_l2(dw, w, decay, scratch)
+
+    def _decay_after(self, w, decay) -> None:
+        """Decoupled decay: ``w *= 1 - lr * decay``."""
+        if decay and self.decoupled:
+            w *= 1.0 - self.lr * decay
 
     def step(self) -> None:
         """Update every parameter in place from its gradient."""
@@ -82,7 +113,7 @@ class Optimizer:
             arrays.append((param, grads[name], *(slot[key] for key in self.slot_keys)))
         key = tuple(id(a) for group in arrays for a in group)
         if key != self._jobs_key:
-            decay = self._weight_decay()
+            decay = self.weight_decay
             self._jobs = [
                 (w, dw, tuple(state), decay if group[0].ndim >= 2 else 0.0)
                 for group in arrays
@@ -118,16 +149,18 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """Plain stochastic gradient descent ``w -= lr * dw``."""
+    """Plain stochastic gradient descent ``w -= lr * dw``, with optional weight decay."""
 
     def _update(self, w, dw, state, decay) -> None:
         (scratch,) = state
+        self._decay_before(w, dw, decay, scratch)
+        self._decay_after(w, decay)
         np.multiply(dw, self.lr, out=scratch)
         w -= scratch
 
 
 class SGDMomentum(Optimizer):
-    """SGD with (optionally Nesterov) momentum and optional L2 weight decay.
+    """SGD with (optionally Nesterov) momentum and optional weight decay.
 
     ``v = momentum * v + dw``; ``w -= lr * v`` (or ``lr * (dw + momentum * v)`` with
     Nesterov).
@@ -137,8 +170,9 @@ class SGDMomentum(Optimizer):
     momentum : float
         In [0, 1) (default 0.9).
     nesterov : bool
-    weight_decay : float
-        Added to the gradient as ``weight_decay * w`` (weight matrices only).
+    weight_decay, decoupled
+        As for every optimizer; coupled by default (added to the gradient, so it
+        goes through the momentum).
     """
 
     slot_keys = ("velocity", "scratch")
@@ -151,22 +185,19 @@ class SGDMomentum(Optimizer):
         momentum: float = 0.9,
         nesterov: bool = False,
         weight_decay: float = 0.0,
+        decoupled: bool | None = None,
         **kwargs,
     ):
-        super().__init__(model, loss_func, learning_rate)
+        super().__init__(model, loss_func, learning_rate, weight_decay, decoupled)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
-        self.weight_decay = float(weight_decay)
-
-    def _weight_decay(self) -> float:
-        return self.weight_decay
 
     def _update(self, w, dw, state, decay) -> None:
         velocity, scratch = state
-        if decay:
-            _add_l2(dw, w, decay, scratch)
+        self._decay_before(w, dw, decay, scratch)
+        self._decay_after(w, decay)
         velocity *= self.momentum
         velocity += dw
         if self.nesterov:
@@ -189,7 +220,8 @@ class Adam(Optimizer):
     weight_decay : float
         Decoupled: ``w -= lr * weight_decay * w`` each step (AdamW); with
         ``decoupled=False`` it is added to the gradient instead (L2). Weight matrices only.
-    decoupled : bool
+    decoupled : bool, optional
+        Default True (AdamW).
 
     Notes
     -----
@@ -201,6 +233,7 @@ class Adam(Optimizer):
     """
 
     slot_keys = ("m", "v", "scratch")
+    decoupled_by_default = True
 
     def __init__(
         self,
@@ -211,19 +244,14 @@ class Adam(Optimizer):
         beta2: float = 0.999,
         epsilon: float = 1e-8,
         weight_decay: float = 0.0,
-        decoupled: bool = True,
+        decoupled: bool | None = None,
         **kwargs,
     ):
-        super().__init__(model, loss_func, learning_rate)
+        super().__init__(model, loss_func, learning_rate, weight_decay, decoupled)
         for key, value in (("beta1", beta1), ("beta2", beta2)):
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{key} must be in [0, 1), got {value!r}")
         self.beta1, self.beta2, self.epsilon = float(beta1), float(beta2), float(epsilon)
-        self.weight_decay = float(weight_decay)
-        self.decoupled = bool(decoupled)
-
-    def _weight_decay(self) -> float:
-        return self.weight_decay
 
     def step(self) -> None:
         # m_hat = (1 - b1) m / (1 - b1^t) and v_hat = (1 - b2) v / (1 - b2^t), so
@@ -237,15 +265,13 @@ class Adam(Optimizer):
 
     def _update(self, w, dw, state, decay) -> None:
         m, v, scratch = state
-        if decay and not self.decoupled:
-            _add_l2(dw, w, decay, scratch)
+        self._decay_before(w, dw, decay, scratch)
         m *= self.beta1
         m += dw
         v *= self.beta2
         np.multiply(dw, dw, out=scratch)
         v += scratch
-        if decay and self.decoupled:
-            w *= 1.0 - self.lr * decay
+        self._decay_after(w, decay)
         np.sqrt(v, out=scratch)
         scratch += self._eps_hat
         np.divide(m, scratch, out=scratch)

@@ -26,6 +26,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from npdl.config import debugging
 from npdl.io import save_json
 from npdl.search.halving import successive_halving
 from npdl.search.leaderboard import (
@@ -34,6 +35,7 @@ from npdl.search.leaderboard import (
     write_leaderboard_csv,
     write_leaderboard_md,
 )
+from npdl.search.objective import Objective
 from npdl.search.spaces import Choice, Interval, grid_points, sample_points
 
 log = logging.getLogger(__name__)
@@ -95,7 +97,13 @@ class _SearchSweeper(Sweeper):
         **options,
     ):
         super().__init__()
-        self.seed, self.metric, self.fail_fast = seed, metric, fail_fast
+        self.seed, self.metric = seed, metric
+        # NPDL_DEBUG: a failing trial stops the sweep with its traceback.
+        self.fail_fast = fail_fast or debugging()
+        try:
+            self.objective = Objective(metric)
+        except ValueError as error:
+            raise ValueError(f"hydra.sweeper.{error}") from None
         self.params = dict(params or {})
         self.options = options
         self.rows: list[dict] = []
@@ -183,8 +191,7 @@ class _SearchSweeper(Sweeper):
     def show_progress(self, finished: int) -> None:
         """Advance the progress bar (a terminal) or log a line (anything else): trials
         done of planned, best so far, cache hits."""
-        scores = [s for s in map(self.score, self.rows) if s is not None]
-        best = (min if self.metric.endswith("loss") else max)(scores) if scores else None
+        best = self.objective.best_value(self.rows)
         hits = sum(row["cache_hit"] for row in self.rows)
         status = {"best " + self.metric: f"{best:.4f}" if best is not None else "-", "cached": hits}
         if self.progress is None:
@@ -212,12 +219,8 @@ class _SearchSweeper(Sweeper):
         parsed = self.parser.parse_override(f"{key}={value}").value()
         return OmegaConf.to_container(parsed) if OmegaConf.is_config(parsed) else parsed
 
-    def score(self, row: dict) -> float | None:
-        value = row.get(self.metric)
-        return None if row["status"] != "ok" or value is None else float(value)
-
     def report(self, sweep_dir: Path, best: dict | None) -> None:
-        ranked = rank_trials(self.rows, metric=self.metric)
+        ranked = rank_trials(self.rows, self.objective)
         write_leaderboard_csv(sweep_dir / "leaderboard.csv", ranked)
         write_leaderboard_md(
             sweep_dir / "leaderboard.md",
@@ -247,7 +250,7 @@ class _SearchSweeper(Sweeper):
         )
 
     def best_of(self, rows: list[dict]) -> dict | None:
-        ranked = [row for row in rank_trials(rows, metric=self.metric) if row["status"] == "ok"]
+        ranked = [row for row in rank_trials(rows, self.objective) if row["status"] == "ok"]
         if not ranked:
             return None
         return {k: format_value(v) for k, v in ranked[0]["overrides"].items()}
@@ -317,7 +320,7 @@ class HalvingSweeper(_SearchSweeper):
                     [requests[p][1] for p in positions], [*horizon, f"{self.epochs_key}={epochs}"]
                 )
                 for position, row in zip(positions, rows, strict=True):
-                    scores[position] = self.score(row)
+                    scores[position] = self.objective.score(row)  # higher is better
             return scores
 
         result = successive_halving(points, self.min_epochs, self.max_epochs, self.eta, run_rung)

@@ -1,9 +1,10 @@
-"""Hyperparameter search: spaces, successive halving, leaderboards, the trial cache.
+"""Hyperparameter search: spaces, the objective, successive halving, leaderboards.
 
 Plain Python and NumPy; the Hydra sweepers and the ``tune`` stage build on these.
+Trials are training runs of :mod:`npdl.run` (and its run store); this package uses
+that one, never the reverse.
 """
 
-from .cache import TrialCache, stable_hash
 from .halving import (
     BestTrial,
     HalvingResult,
@@ -20,8 +21,8 @@ from .leaderboard import (
     write_leaderboard_csv,
     write_leaderboard_md,
 )
+from .objective import Objective
 from .spaces import Choice, Interval, describe_space, grid_points, sample_points
-from .trials import TrialData, lineage_of, load_trial_data, run_trial
 
 __all__ = [
     "LEADERBOARD_COLUMNS",
@@ -29,20 +30,15 @@ __all__ = [
     "Choice",
     "HalvingResult",
     "Interval",
-    "TrialCache",
-    "TrialData",
+    "Objective",
     "TrialRecord",
     "describe_space",
     "format_overrides",
     "format_table",
     "grid_points",
     "halving_rungs",
-    "lineage_of",
-    "load_trial_data",
     "rank_trials",
-    "run_trial",
     "sample_points",
-    "stable_hash",
     "successive_halving",
     "total_epochs",
     "write_leaderboard_csv",

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..io import atomic_write, save_csv
+from .objective import Objective
 
 #: Statuses of a trial, in leaderboard order: finished trials first.
 STATUSES = ("ok", "diverged", "failed")
@@ -42,16 +43,18 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def rank_trials(rows: Sequence[Mapping[str, Any]], metric: str = "val_acc") -> list[dict]:
+ACCURACY = Objective("val_acc")
+
+
+def rank_trials(rows: Sequence[Mapping[str, Any]], objective: Objective = ACCURACY) -> list[dict]:
     """Sort trials best-first and number them.
 
     Parameters
     ----------
     rows : sequence of dict
         Trial rows (see the module docstring).
-    metric : str
-        The key to rank ``ok`` rows by. Metrics whose name ends in ``loss`` are
-        minimised, all others (accuracies) maximised.
+    objective : Objective
+        The metric to rank ``ok`` rows by, and its direction.
 
     Returns
     -------
@@ -67,7 +70,7 @@ def rank_trials(rows: Sequence[Mapping[str, Any]], metric: str = "val_acc") -> l
         If a row lacks a required key, has an unknown status, or is ``ok`` without a
         finite ``metric``; the message shows the row's overrides.
     """
-    minimise = metric.endswith("loss")
+    metric = objective.metric
     keyed = []
     for position, row in enumerate(rows):
         missing = [key for key in (*REQUIRED_KEYS, metric) if key not in row]
@@ -83,13 +86,13 @@ def rank_trials(rows: Sequence[Mapping[str, Any]], metric: str = "val_acc") -> l
                 f"allowed: {', '.join(STATUSES)}"
             )
         if status == "ok":
-            value = row[metric]
-            if not _is_number(value):
+            score = objective.score(row)
+            if score is None:
                 raise ValueError(
                     f"trial {format_overrides(row['overrides'])!r} has status 'ok' but "
-                    f"{metric}={value!r}; an ok trial needs a finite {metric}"
+                    f"{metric}={row[metric]!r}; an ok trial needs a finite {metric}"
                 )
-            primary = value if minimise else -value
+            primary = -score
             # A missing loss only matters as a tie-breaker: rank it after any real one.
             tie_breaker = row["val_loss"] if _is_number(row["val_loss"]) else math.inf
         else:

@@ -17,7 +17,11 @@ import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+from .. import plots
+from ..io import save_csv
 
 
 def parse_overrides(text: str) -> dict[str, Any]:
@@ -126,3 +130,32 @@ def _axis(table: Sequence[Mapping[str, Any]], column: str, log: bool):
     if high == low:
         return lambda v: 0.5
     return lambda v: (transform(v) - low) / (high - low)
+
+
+TRIALS_CSV = "tune_trials.csv"
+PARALLEL_CSV = "tune_parallel.csv"
+
+
+def write_search_report(
+    leaderboard: str | os.PathLike | None,
+    space: Mapping[str, str],
+    metrics_dir: str | os.PathLike,
+    plots_dir: str | os.PathLike,
+) -> None:
+    """A search's plot data (``metrics_dir/tune_*.csv``, for ``dvc plots``) and its
+    pictures (``plots_dir/tune_*.png``); empty ones without a ``leaderboard``."""
+    metrics_dir, plots_dir = Path(metrics_dir), Path(plots_dir)
+    rows = read_leaderboard(leaderboard) if leaderboard else []
+    table, columns = trial_table(rows)
+    log_columns = log_scaled(space)
+    long_rows = parallel_table(table, columns, log_columns)
+    save_csv(metrics_dir / TRIALS_CSV, table, ["rank", "val_acc", "epochs", *columns])
+    save_csv(
+        metrics_dir / PARALLEL_CSV,
+        long_rows,
+        ["rank", "val_acc", "hyperparameter", "value", "position"],
+    )
+    plots.hyperparameter_scatter(
+        table, columns, plots_dir / "tune_hyperparameters.png", log_columns
+    )
+    plots.parallel_coordinates(long_rows, columns, plots_dir / "tune_parallel.png")

@@ -1,5 +1,8 @@
 """The prepared dataset: decoded uint8 splits on disk, written by prepare-split.
 
+:func:`prepare_dataset` decodes a source once and splits it (:class:`PreparedData`);
+:func:`write_prepared` writes it, :func:`load_manifest` and :func:`load_split` read it.
+
 Layout of the folder::
 
     train_images.npy  uint8 (N_train, H, W, 3)     train_labels.npy  int64 (N_train,)
@@ -22,9 +25,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import split_source_indices, stratified_subset
-from .io import atomic_folder, load_json, save_json
-from .sources import decoding_pool, open_image_source
+from ..io import atomic_folder, load_json, save_json
+from .decoding import decoding_pool
+from .sources import open_image_source
+from .splits import split_source_indices, stratified_subset
+
+__all__ = [
+    "MODES",
+    "PREPARED_FORMAT",
+    "PreparedData",
+    "load_manifest",
+    "load_split",
+    "prepare_dataset",
+    "write_prepared",
+]
 
 MODES = ("train", "val", "test")
 PREPARED_FORMAT = 1
@@ -82,7 +96,7 @@ def prepare_dataset(
     Parameters
     ----------
     source_path : path
-        Folder or archive (see :func:`npdl.sources.open_image_source`). A source
+        Folder or archive (see :func:`npdl.data.sources.open_image_source`). A source
         with an official test set keeps it as the test split.
     split : dict mode -> fraction
     seed : int
@@ -92,7 +106,7 @@ def prepare_dataset(
         class-balanced within each; only those are decoded.
     image_size : int
     workers : int or 'auto', optional
-        Decoding processes (see :meth:`npdl.sources.ImageSource.read_images`).
+        Decoding processes (see :meth:`npdl.data.sources.ImageSource.read_images`).
     progress : callable ``(decoded, total)``, optional
         Called as images are decoded (for a progress bar).
 

@@ -1,4 +1,4 @@
-"""run_trial on ZCA-whitened data: training and raw-image evaluation agree."""
+"""run_training on ZCA-whitened data: training and raw-image evaluation agree."""
 
 import sys
 from pathlib import Path
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from npdl.config import PipelineConfig, validate_config
+from npdl.data.prepared import PreparedData, write_prepared
 from npdl.evaluation import predict_logits
-from npdl.prepared import PreparedData, write_prepared
-from npdl.search.cache import TrialCache
-from npdl.search.trials import load_trial_data, run_trial
+from npdl.run.store import RunStore
+from npdl.run.training import code_hash, load_run_data, run_training
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "stages"))
@@ -51,9 +51,9 @@ def small_config():
 
 
 def test_whitened_training_agrees_with_raw_image_evaluation(zca_data, tmp_path):
-    data = load_trial_data(zca_data)
+    data = load_run_data(zca_data)
     assert data.whitened and data.train[0].dtype == np.float16
-    result = run_trial(small_config(), data, TrialCache(tmp_path / "cache"), keep_model=True)
+    result = run_training(small_config(), data, RunStore(tmp_path / "cache"), keep_model=True)
     assert result["status"] == "ok" and result["val_acc"] > 0.6  # chance is 1/3
     raw_val = np.load(zca_data / "prepared" / "val_images.npy")
     labels = np.load(zca_data / "prepared" / "val_labels.npy")
@@ -62,11 +62,11 @@ def test_whitened_training_agrees_with_raw_image_evaluation(zca_data, tmp_path):
 
 
 def test_normalization_is_part_of_the_trial_identity(zca_data, tmp_path):
-    whitened = load_trial_data(zca_data)
+    whitened = load_run_data(zca_data)
     cfg = PipelineConfig()
     cfg.paths.data, cfg.normalize.method = str(zca_data), "standardize"
     normalize.run(cfg)
-    standardized = load_trial_data(zca_data)
+    standardized = load_run_data(zca_data)
     assert not standardized.whitened and standardized.train[0].dtype == np.uint8
     assert whitened.data_hash != standardized.data_hash
 
@@ -75,5 +75,39 @@ def test_a_normalisation_other_than_the_configured_one_is_refused(zca_data):
     with pytest.raises(
         ValueError, match=r"holds the 'zca' normalisation .*normalize.method='standardize'"
     ):
-        load_trial_data(zca_data, normalization="standardize")
-    assert load_trial_data(zca_data, normalization="zca").whitened
+        load_run_data(zca_data, normalization="standardize")
+    assert load_run_data(zca_data, normalization="zca").whitened
+
+
+def test_a_failed_run_is_not_replayed_but_trained_again(zca_data, tmp_path):
+    data, store = load_run_data(zca_data), RunStore(tmp_path / "store")
+    cfg = small_config()
+
+    def crash(solver, stats):
+        raise RuntimeError("the disk went away")
+
+    failed = run_training(cfg, data, store, callbacks=[crash])
+    assert failed["status"] == "failed" and "the disk went away" in failed["error"]
+    assert (tmp_path / "store" / "failures" / failed["lineage"]).is_dir()  # traceback kept
+    again = run_training(cfg, data, store)  # the same configuration: trained, not replayed
+    assert again["status"] == "ok" and not again["cache_hit"]
+    assert run_training(cfg, data, store)["cache_hit"]  # the success is what is cached
+    # The crash came before the first checkpoint: the second run trained from epoch 0.
+    kinds = [e["event"] for e in store.events()]
+    assert kinds == ["miss", "failed", "miss", "store", "hit"]
+
+
+def test_the_code_hash_sees_any_edit_of_the_library_source(tmp_path):
+    package = tmp_path / "npdl"
+    (package / "search").mkdir(parents=True)
+    (package / "layers.py").write_text("SCALE = 1.0\n")
+    (package / "plots.py").write_text("# pictures\n")
+    (package / "search" / "spaces.py").write_text("# spaces\n")
+    before = code_hash.__wrapped__(package)
+    (package / "plots.py").write_text("# other pictures\n")
+    (package / "search" / "spaces.py").write_text("# other spaces\n")
+    assert code_hash.__wrapped__(package) == before  # what cannot change a training
+    (package / "layers.py").write_text("SCALE = 2.0\n")
+    assert code_hash.__wrapped__(package) != before
+    (package / "layers.py").write_text("SCALE = 1.0\n")
+    assert code_hash.__wrapped__(package) == before

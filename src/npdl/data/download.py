@@ -15,7 +15,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from .io import atomic_write
+from ..io import atomic_write
+
+__all__ = ["download", "file_md5", "is_url", "resolve_source"]
 
 CHUNK = 1 << 20
 

@@ -23,6 +23,12 @@ A typical training pipeline::
         NormalizeTransform(mean, std),
         FlattenTransform(),
     ])
+
+The **pipeline transforms** at the end build such pipelines from the statistics the
+normalize stage fitted (``preprocessing``: float32 ``mean``, ``std`` (3,), plus
+``zca_mean`` (D,) and ``zca_matrix`` (D, D) for ZCA; see :mod:`npdl.data.normalization`):
+:func:`eval_transform` for raw uint8 images, :func:`prepared_transform` for the images as
+the normalize stage stored them, :func:`train_transform` with augmentation.
 """
 
 from __future__ import annotations
@@ -34,12 +40,17 @@ from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike, DTypeLike
 
 __all__ = [
+    "AsFloat",
     "ComposeTransform",
     "FlattenTransform",
     "NormalizeTransform",
     "RandomCrop",
     "RandomHorizontalFlip",
     "RescaleTransform",
+    "ZCATransform",
+    "eval_transform",
+    "prepared_transform",
+    "train_transform",
 ]
 
 
@@ -117,7 +128,7 @@ class NormalizeTransform:
     ----------
     mean : float or array-like of shape (C,)
         Per-channel mean, on the scale of the input (e.g. ``[0, 1]`` after
-        ``RescaleTransform()``; see :func:`npdl.data.compute_image_mean_and_std`).
+        ``RescaleTransform()``; see :func:`npdl.data.normalization.compute_image_mean_and_std`).
     std : float or array-like of shape (C,)
         Per-channel standard deviation, all > 0.
     dtype : numpy dtype, default float32
@@ -347,3 +358,74 @@ class RandomCrop:
 
     def __repr__(self) -> str:
         return f"RandomCrop(size={(self.height, self.width)}, padding={self.padding})"
+
+
+# ---------------------------------------------------------------- pipeline transforms
+
+
+class ZCATransform:
+    """Flattened standardised batch (N, D) -> ``(x - zca_mean) @ zca_matrix`` (N, D)."""
+
+    def __init__(self, mean: np.ndarray, matrix: np.ndarray, dtype=np.float32):
+        self.mean = np.asarray(mean, dtype=dtype)
+        self.matrix = np.asarray(matrix, dtype=dtype)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return (batch - self.mean) @ self.matrix
+
+
+class AsFloat:
+    """Any-dtype batch -> the same values as ``dtype`` (float32 by default)."""
+
+    def __init__(self, dtype=np.float32):
+        self.dtype = np.dtype(dtype)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return batch.astype(self.dtype)
+
+
+def eval_transform(preprocessing: dict[str, np.ndarray], dtype=np.float32) -> ComposeTransform:
+    """Raw uint8 (N, H, W, 3) -> the model's input, ``dtype`` (N, H*W*3)."""
+    steps = [
+        RescaleTransform(dtype=dtype),
+        NormalizeTransform(preprocessing["mean"], preprocessing["std"], dtype=dtype),
+        FlattenTransform(),
+    ]
+    if "zca_matrix" in preprocessing:
+        steps.append(ZCATransform(preprocessing["zca_mean"], preprocessing["zca_matrix"], dtype))
+    return ComposeTransform(steps)
+
+
+def prepared_transform(
+    preprocessing: dict[str, np.ndarray], whitened: bool, dtype=np.float32
+) -> ComposeTransform:
+    """Images as the normalize stage left them -> the model's input.
+
+    ``whitened``: the images are already whitened float16 (N, H, W, 3), which only
+    need converting and flattening; otherwise they are raw uint8 (:func:`eval_transform`).
+    """
+    if not whitened:
+        return eval_transform(preprocessing, dtype)
+    return ComposeTransform([AsFloat(dtype), FlattenTransform()])
+
+
+def train_transform(
+    preprocessing: dict[str, np.ndarray],
+    rng: np.random.Generator,
+    hflip: bool = False,
+    crop_padding: int = 0,
+    image_size: int = 32,
+    whitened: bool = False,
+    dtype=np.float32,
+) -> ComposeTransform:
+    """Augmentation (random flips, random crops with padding) on the stored images
+    (uint8, or whitened float16 where padding 0 is the mean), then as
+    :func:`prepared_transform`."""
+    steps = []
+    if hflip:
+        steps.append(RandomHorizontalFlip(rng=rng))
+    if crop_padding:
+        steps.append(RandomCrop(size=image_size, padding=crop_padding, rng=rng))
+    return ComposeTransform(
+        [*steps, *prepared_transform(preprocessing, whitened, dtype).transforms]
+    )

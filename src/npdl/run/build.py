@@ -1,8 +1,8 @@
-"""Training a ``ClassificationNet`` from the pipeline's configuration.
+"""Configuration -> objects: a ``ClassificationNet``, its optimizer, loaders, ``Solver``.
 
-Turns the config dataclasses of :mod:`npdl.config` into a model, loaders and a
-``Solver``; used by the train stage and by every tuning trial. All randomness
-(initial weights, dropout, shuffling, augmentation) comes from one seed.
+Turns the config dataclasses of :mod:`npdl.config` into the objects of one training
+run; used by the train stage and by every trial of a search. All randomness (initial
+weights, dropout, shuffling, augmentation) comes from one seed.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .activations import make_activation
-from .config import ModelConfig, OptimizerConfig, PipelineConfig, SolverConfig
-from .data import DataLoader, ImageFolderDataset
-from .losses import CrossEntropyFromLogits
-from .network import ClassificationNet
-from .preprocessing import prepared_transform, train_transform
-from .solver import Solver
+from ..activations import make_activation
+from ..config import ModelConfig, OptimizerConfig, PipelineConfig, SolverConfig
+from ..data import DataLoader, ImageFolderDataset
+from ..data.transforms import prepared_transform, train_transform
+from ..losses import CrossEntropyFromLogits
+from ..network import ClassificationNet
+from ..solver import Solver
 
 
 def build_model(
@@ -43,21 +43,13 @@ def build_model(
 
 
 def optimizer_arguments(optimizer: OptimizerConfig) -> dict:
-    """The keyword arguments the chosen optimizer takes."""
-    if optimizer.name == "adam":
-        return {
-            "beta1": optimizer.beta1,
-            "beta2": optimizer.beta2,
-            "weight_decay": optimizer.weight_decay,
-            "decoupled": optimizer.decoupled,
-        }
-    if optimizer.name == "sgd_momentum":
-        return {
-            "momentum": optimizer.momentum,
-            "nesterov": optimizer.nesterov,
-            "weight_decay": optimizer.weight_decay,
-        }
-    return {}
+    """The keyword arguments of the chosen optimizer: every field of its config but
+    ``name`` and ``lr`` (each optimizer's dataclass holds only what it takes)."""
+    return {
+        field.name: getattr(optimizer, field.name)
+        for field in dataclasses.fields(optimizer)
+        if field.name not in ("name", "lr")
+    }
 
 
 def build_solver(
@@ -165,12 +157,13 @@ def build_training(
     """Model, loaders and solver as configured, all seeded from ``cfg.solver.seed``.
 
     ``train`` and ``val`` are (images (N, H, W, 3), int64 labels (N,)): uint8, or
-    whitened float16 when ``whitened`` (see :mod:`npdl.preprocessing`).
+    whitened float16 when ``whitened`` (see :mod:`npdl.data.normalization`).
     """
     init_rng, augment_rng, shuffle_rng = np.random.default_rng(cfg.solver.seed).spawn(3)
     input_size = int(np.prod(train[0].shape[1:]))
     model = build_model(cfg.model, input_size, len(classes), init_rng)
     model.class_names = list(classes)
+    model.image_shape = tuple(int(n) for n in train[0].shape[1:])
     model.preprocessing = dict(preprocessing)
     train_loader, val_loader = make_loaders(
         train, val, classes, preprocessing, cfg.solver, augment_rng, shuffle_rng, whitened

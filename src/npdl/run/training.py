@@ -1,14 +1,17 @@
-"""Running one trial — a training configuration at an epoch budget — through the cache.
+"""One training run — a configuration at an epoch budget — through the run store.
 
-``run_trial`` trains nothing when the trial is cached, resumes from the lineage's
-checkpoint when a shorter trial of the same lineage ran before (successive halving's
-promotions, or a run killed mid-training), and records failures and divergence as a
-status instead of raising, so a sweep goes on.
+``run_training`` trains nothing when the store holds the result, resumes from the
+lineage's checkpoint when a shorter run of the same lineage ran before (a search's
+promotions, or a run killed mid-training), and records divergence as a status.
+A run that fails (an exception) is not stored as a result: its traceback is kept in
+the store's ``failures/`` and the next run trains it again.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
 import logging
 import time
 import traceback
@@ -20,22 +23,40 @@ import numpy as np
 
 from .. import __version__
 from ..config import PipelineConfig
-from ..io import load_json
-from ..prepared import load_manifest, load_split
-from ..preprocessing import load_normalization
+from ..data.normalization import read_normalization
+from ..data.prepared import load_manifest, load_split
 from ..threads import get_num_threads
-from ..training import build_training, training_config, training_metadata
-from .cache import TrialCache, stable_hash
+from .build import build_training, training_config, training_metadata
+from .store import RunStore, stable_hash
 
-log = logging.getLogger("npdl.search")
+log = logging.getLogger("npdl.run")
 
 #: Solver statuses that end a lineage: training further would change nothing.
 FINAL_STATUSES = ("early_stopped", "diverged")
+#: Parts of the package that cannot change what a configuration trains to (what to
+#: run, how to show it): editing them keeps the store's results.
+CODE_HASH_EXCLUDES = ("cli.py", "plots.py", "search")
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def code_hash(package: Path = PACKAGE) -> str:
+    """sha256 of the ``npdl`` package's source that shapes training: every ``.py``
+    file (path and bytes) but ``CODE_HASH_EXCLUDES``. Any edit there changes it."""
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(package)
+        if relative.parts[0] in CODE_HASH_EXCLUDES:
+            continue
+        digest.update(f"{relative.as_posix()}\0".encode())
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
 
 
 @dataclass
-class TrialData:
-    """The data every trial of a search trains and validates on.
+class RunData:
+    """The data a training run trains and validates on.
 
     Attributes
     ----------
@@ -59,9 +80,9 @@ class TrialData:
     whitened: bool = False
 
 
-def load_trial_data(
+def load_run_data(
     data_folder: str | Path, train_fraction: float = 1.0, normalization: str | None = None
-) -> TrialData:
+) -> RunData:
     """Prepared train/val splits and normalisation from the pipeline's data folder.
 
     Parameters
@@ -79,92 +100,91 @@ def load_trial_data(
         raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction!r}")
     folder = Path(data_folder)
     manifest = load_manifest(folder / "prepared")
-    preprocessing = load_normalization(folder / "normalized")
-    whitened = "zca_matrix" in preprocessing
+    fitted = read_normalization(folder / "normalized")
+    if normalization is not None and fitted.method != normalization:
+        raise ValueError(
+            f"{folder / 'normalized'} holds the {fitted.method!r} normalisation but the "
+            f"configuration asks for normalize.method={normalization!r}; run the normalize "
+            "stage again (`dvc repro normalize`, or `dvc exp run -S ...`)"
+        )
     # Whitened splits, where the normalize stage stored them, else the raw ones.
-    images_folder = folder / ("normalized" if whitened else "prepared")
+    images_folder = folder / ("normalized" if fitted.whitened else "prepared")
     train_images = np.load(images_folder / "train_images.npy", allow_pickle=False)
     val_images = np.load(images_folder / "val_images.npy", allow_pickle=False)
     _, train_labels = load_split(folder / "prepared", "train", mmap=True)
     _, val_labels = load_split(folder / "prepared", "val", mmap=True)
     # The prepared train split is in round-robin class order: a prefix is balanced.
     keep = max(len(manifest["classes"]), round(len(train_labels) * train_fraction))
-    record = load_json(folder / "normalized" / "stats.json")
-    fitted = record.get("method", "standardize")
-    if normalization is not None and fitted != normalization:
-        raise ValueError(
-            f"{folder / 'normalized'} holds the {fitted!r} normalisation but the "
-            f"configuration asks for normalize.method={normalization!r}; run the normalize "
-            "stage again (`dvc repro normalize`, or `dvc exp run -S ...`)"
-        )
-    return TrialData(
+    return RunData(
         train=(train_images[:keep], train_labels[:keep]),
         val=(val_images, val_labels),
         classes=manifest["classes"],
-        preprocessing=preprocessing,
-        data_hash=stable_hash([manifest["content_hash"], keep, record]),
+        preprocessing=fitted.preprocessing,
+        data_hash=stable_hash([manifest["content_hash"], keep, fitted.record]),
         content_hash=manifest["content_hash"],
-        whitened=whitened,
+        whitened=fitted.whitened,
     )
 
 
 def lineage_of(cfg: PipelineConfig, data_hash: str) -> str:
-    """Identity of a trial's training without its epoch budget (see ``cache``)."""
+    """Identity of a run's training without its epoch budget (see ``store``): the
+    training configuration, the data and the library's code."""
     settings = training_config(cfg)
     solver = settings["solver"]
     solver["schedule_epochs"] = solver["schedule_epochs"] or solver["epochs"]
     del solver["epochs"]
-    return stable_hash({"training": settings, "data": data_hash, "npdl": __version__})[:24]
+    identity = {"training": settings, "data": data_hash, "npdl": __version__, "code": code_hash()}
+    return stable_hash(identity)[:24]
 
 
-def run_trial(
+def run_training(
     cfg: PipelineConfig,
-    data: TrialData,
-    cache: TrialCache | None = None,
+    data: RunData,
+    store: RunStore | None = None,
     callbacks: Iterable[Callable] = (),
     verbose: bool = False,
     fail_fast: bool = False,
     keep_model: bool = False,
     store_model: bool = True,
 ) -> dict:
-    """Train ``cfg`` for ``cfg.solver.epochs`` epochs, or take its result from the cache.
+    """Train ``cfg`` for ``cfg.solver.epochs`` epochs, or take its result from the store.
 
     Parameters
     ----------
     cfg : PipelineConfig
-    data : TrialData
-    cache : TrialCache, optional
-        Without one, the trial always trains and nothing is stored.
+    data : RunData
+    store : RunStore, optional
+        Without one, the run always trains and nothing is stored.
     callbacks : per-epoch callbacks for the Solver
     verbose : print the Solver's epoch lines
     fail_fast : re-raise an exception of the training instead of recording it
     keep_model : put the trained model (best epoch) under ``result['model']``
-    store_model : write the model file into the cache entry (``model_path``)
+    store_model : write the model file into the store's entry (``model_path``)
 
     Returns
     -------
     dict
         ``status`` ('ok', 'diverged' or 'failed'), ``val_acc``, ``val_loss`` (best
         epoch), ``best_epoch``, ``epochs`` (run), ``seconds`` (of the training that
-        produced it), ``threads`` (it ran on), ``history`` (per-epoch dicts), ``lineage``, ``cache_hit``,
-        ``resumed_from`` (epoch or None), ``traceback`` (failed only),
-        ``model_path`` (cached model file or None).
+        produced it), ``threads`` (it ran on), ``history`` (per-epoch dicts),
+        ``lineage``, ``cache_hit``, ``resumed_from`` (epoch or None), ``traceback``
+        and ``error`` (failed only), ``model_path`` (stored model file or None).
     """
     epochs = cfg.solver.epochs
     lineage = lineage_of(cfg, data.data_hash)
-    if cache is not None:
-        cached = cache.load_result(lineage, epochs)
+    if store is not None:
+        cached = store.load_result(lineage, epochs)
         if cached is not None and not keep_model:
-            cache.log("hit", lineage, epochs)
-            log.info("trial %s at %d epochs: cache hit", lineage, epochs)
-            model_file = cache.model_path(lineage, epochs)
+            store.log("hit", lineage, epochs)
+            log.info("run %s at %d epochs: cache hit", lineage, epochs)
+            model_file = store.model_path(lineage, epochs)
             return {
                 **cached,
                 "cache_hit": True,
                 "model_path": str(model_file) if model_file.is_file() else None,
             }
-        cache.log("miss", lineage, epochs)
-        log.info("trial %s at %d epochs: cache miss", lineage, epochs)
+        store.log("miss", lineage, epochs)
+        log.info("run %s at %d epochs: cache miss", lineage, epochs)
     start = time.perf_counter()
     run, resumed_from = None, None
     try:
@@ -178,16 +198,16 @@ def run_trial(
             verbose=verbose,
             whitened=data.whitened,
         )
-        resumed_from = _resume(run, cache, lineage, epochs)
-        if cache is not None:
-            run.solver.callbacks.append(_checkpointer(run, cache, lineage))
+        resumed_from = _resume(run, store, lineage, epochs)
+        if store is not None:
+            run.solver.callbacks.append(_checkpointer(run, store, lineage))
         remaining = epochs - run.solver.epoch
         if remaining > 0 and run.solver.status not in FINAL_STATUSES:
             # Restored best weights are only wanted at the very end of a lineage step.
             run.solver.train(epochs=remaining, patience=cfg.solver.patience)
-            if cache is not None and run.solver.status in FINAL_STATUSES:
-                # Longer trials of this lineage will find it finished, not resume it.
-                cache.store_checkpoint(lineage, run.state())
+            if store is not None and run.solver.status in FINAL_STATUSES:
+                # Longer runs of this lineage will find it finished, not resume it.
+                store.store_checkpoint(lineage, run.state())
         elif run.solver.best_params is not None:
             run.model.load_state_dict(run.solver.best_params)
     except Exception as error:
@@ -197,10 +217,10 @@ def run_trial(
         result["config"] = training_config(cfg)
         result["traceback"] = traceback.format_exc()
         result["error"] = f"{type(error).__name__}: {error}"
-        log.error("trial %s failed: %s", lineage, result["error"])
-        if cache is not None:
-            cache.store_result(lineage, epochs, result)
-            cache.log("failed", lineage, epochs, error=result["error"])
+        log.error("run %s failed: %s", lineage, result["error"])
+        if store is not None:
+            # A failure is an event, not a result: kept for reading, never replayed.
+            store.record_failure(lineage, epochs, result)
         return {**result, "cache_hit": False, "model_path": None}
     status = "diverged" if run.solver.status == "diverged" else "ok"
     result = _result(run, lineage, epochs, start, resumed_from, status)
@@ -210,9 +230,10 @@ def run_trial(
         "train_images": len(data.train[1]),
     }
     model_path = None
-    if cache is not None:
-        entry = cache.store_result(lineage, epochs, result, run.model if store_model else None)
-        cache.log("store", lineage, epochs, status=status, resumed_from=resumed_from)
+    if store is not None:
+        stored = {**result, "npdl": __version__, "code": code_hash()}  # for listing and gc
+        entry = store.store_result(lineage, epochs, stored, run.model if store_model else None)
+        store.log("store", lineage, epochs, status=status, resumed_from=resumed_from)
         model_path = str(entry / "model.npz") if store_model else None
     result = {**result, "cache_hit": False, "model_path": model_path}
     if keep_model:
@@ -220,26 +241,26 @@ def run_trial(
     return result
 
 
-def _resume(run, cache: TrialCache | None, lineage: str, epochs: int) -> int | None:
-    """Load the lineage's checkpoint if it is a prefix of this trial."""
-    if cache is None:
+def _resume(run, store: RunStore | None, lineage: str, epochs: int) -> int | None:
+    """Load the lineage's checkpoint if it is a prefix of this run."""
+    if store is None:
         return None
-    state = cache.load_checkpoint(lineage)
+    state = store.load_checkpoint(lineage)
     if state is None:
         return None
     checkpoint_epoch = int(state["position"][0])
     if checkpoint_epoch > epochs:
         return None  # a longer run of the lineage: start afresh, leave it alone
     run.load_state(state)
-    cache.log("resume", lineage, epochs, from_epoch=checkpoint_epoch)
-    log.info("trial %s resumes from epoch %d of %d", lineage, checkpoint_epoch, epochs)
+    store.log("resume", lineage, epochs, from_epoch=checkpoint_epoch)
+    log.info("run %s resumes from epoch %d of %d", lineage, checkpoint_epoch, epochs)
     return checkpoint_epoch
 
 
-def _checkpointer(run, cache: TrialCache, lineage: str) -> Callable:
+def _checkpointer(run, store: RunStore, lineage: str) -> Callable:
     def save(solver, stats) -> bool:
         # The state at the end of each epoch, before the best weights are restored.
-        cache.store_checkpoint(lineage, run.state())
+        store.store_checkpoint(lineage, run.state())
         return False
 
     return save

@@ -1,18 +1,20 @@
-"""The trial cache: finished trials and resumable checkpoints on disk.
+"""The run store (``paths.trial_cache``): finished runs and resumable checkpoints.
 
-Layout under the cache root::
+Layout under the store's root::
 
-    events.jsonl                       one JSON line per hit, miss, resume, store, corrupt
+    events.jsonl                       one JSON line per hit, miss, resume, store, failed, corrupt
     trials/<lineage>/checkpoint.npz    latest training state of a lineage (resume)
-    trials/<lineage>/epochs-<E>/       a finished trial: result.json, model.npz, manifest.json
+    trials/<lineage>/epochs-<E>/       a finished run: result.json, model.npz, manifest.json
+    failures/<lineage>/epochs-<E>.json the last failure of a run (traceback); never a hit
     corrupt/                           entries and checkpoints that failed verification
 
 A *lineage* is a training configuration without its epoch budget (but with its
-learning-rate schedule's horizon) on given data with a given library version: a
-trial of E epochs and one of E' > E epochs of the same lineage share their first E
-epochs, so the longer one resumes from the shorter one's checkpoint.
+learning-rate schedule's horizon) on given data with given library code (see
+:func:`npdl.run.training.lineage_of`): a run of E epochs and one of E' > E epochs of
+the same lineage share their first E epochs, so the longer one resumes from the
+shorter one's checkpoint.
 
-Every file is written atomically; a finished trial's folder is built aside and
+Every file is written atomically; a finished run's folder is built aside and
 renamed into place, so a reader sees a complete entry or none, whatever happens to
 the writer, and two writers of the same entry leave one valid entry.
 
@@ -20,7 +22,7 @@ Nothing is served that is not what was written: an entry's ``manifest.json`` hol
 sha256 of each of its files and a checkpoint carries the sha256 of its arrays, both
 checked on every read. A mismatch (a truncated copy, a file damaged on a shared file
 system, an entry edited by hand) is a miss: the entry is moved into ``corrupt/``, the
-event is logged, and the trial trains again.
+event is logged, and the run trains again.
 """
 
 from __future__ import annotations
@@ -73,8 +75,8 @@ class Problem:
     reason: str
 
 
-class TrialCache:
-    """Finished trials and checkpoints under ``root`` (see the module docstring).
+class RunStore:
+    """Finished runs and checkpoints under ``root`` (see the module docstring).
 
     Parameters
     ----------
@@ -102,7 +104,8 @@ class TrialCache:
 
     # -- events ---------------------------------------------------------------------
     def log(self, event: str, lineage: str, epochs: int, **details) -> None:
-        """Append one event line (hit, miss, resume, store, failed) to ``events.jsonl``."""
+        """Append one event line (hit, miss, resume, store, failed, corrupt) to
+        ``events.jsonl``."""
         record = {
             "event": event,
             "lineage": lineage,
@@ -126,12 +129,13 @@ class TrialCache:
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
-    # -- finished trials ------------------------------------------------------------
+    # -- finished runs --------------------------------------------------------------
     def load_result(self, lineage: str, epochs: int) -> dict | None:
-        """The result of a finished trial, or None.
+        """The result of a finished run, or None.
 
         An entry that fails verification (see ``verify_entry``) counts as none: it is
-        moved into ``corrupt/`` and logged as a ``corrupt`` event.
+        moved into ``corrupt/`` and logged as a ``corrupt`` event. A ``failed`` result
+        (stored by older versions) counts as none too: failures are retried.
         """
         entry = self.entry_dir(lineage, epochs)
         if not (entry / "result.json").is_file():
@@ -143,14 +147,16 @@ class TrialCache:
         reason = self.verify_entry(entry)
         if reason is None:
             try:
-                return load_json(entry / "result.json")
+                result = load_json(entry / "result.json")
             except (ValueError, OSError) as error:
                 reason = f"result.json unreadable: {error}"
+            else:
+                return None if result.get("status") == "failed" else result
         self._set_aside(entry, identity, lineage, epochs, reason)
         return None
 
     def verify_entry(self, entry: Path) -> str | None:
-        """Why the finished-trial folder ``entry`` is not what was written, or None.
+        """Why the finished-run folder ``entry`` is not what was written, or None.
 
         Every file the manifest lists must exist with its sha256, and no other file
         may be there.
@@ -186,7 +192,7 @@ class TrialCache:
         return self.entry_dir(lineage, epochs) / "model.npz"
 
     def store_result(self, lineage: str, epochs: int, result: dict, model=None) -> Path:
-        """Write a finished trial (``result`` JSON and optionally the model) as a unit.
+        """Write a finished run (``result`` JSON and optionally the model) as a unit.
 
         If another process stored the same entry meanwhile, its entry is kept.
         """
@@ -205,10 +211,18 @@ class TrialCache:
             except OSError:
                 if not (final / "result.json").is_file():
                     raise
-                # Same entry written by a concurrent trial: both are valid; keep theirs.
+                # Same entry written by a concurrent run: both are valid; keep theirs.
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return final
+
+    def record_failure(self, lineage: str, epochs: int, result: dict) -> Path:
+        """Keep the last failure of a run (its traceback) for reading, and log it; it
+        is never served as a result, so the next run trains again."""
+        path = self.root / "failures" / lineage / f"epochs-{epochs:04d}.json"
+        save_json(path, result)
+        self.log("failed", lineage, epochs, error=result.get("error"))
+        return path
 
     # -- checkpoints ----------------------------------------------------------------
     def load_checkpoint(self, lineage: str) -> dict[str, np.ndarray] | None:
@@ -234,7 +248,7 @@ class TrialCache:
 
     # -- verification ---------------------------------------------------------------
     def verify(self) -> tuple[int, list[Problem]]:
-        """Check every finished trial and checkpoint in the store without changing it.
+        """Check every finished run and checkpoint in the store without changing it.
 
         Returns
         -------

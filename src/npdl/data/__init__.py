@@ -1,0 +1,105 @@
+"""Data: reading labelled images, splitting them, batching them, normalising them.
+
+One module per concept:
+
+- :mod:`~npdl.data.decoding`: image files -> ``uint8 (H, W, 3)`` arrays; the decoding
+  process pool.
+- :mod:`~npdl.data.folders`: listing an ImageFolder directory ``root/<class>/<image>``.
+- :mod:`~npdl.data.archives`: listing tar/zip archives of one, and the safety checks
+  on their members.
+- :mod:`~npdl.data.cifar`: the official CIFAR-10 python archive (restricted unpickler).
+- :mod:`~npdl.data.sources`: :class:`ImageSource` and :func:`open_image_source` over
+  all of the above.
+- :mod:`~npdl.data.download`: http(s) downloads with a checksum.
+- :mod:`~npdl.data.splits`: stratified, reproducible train/val/test splits.
+- :mod:`~npdl.data.dataset`: :class:`ImageFolderDataset`.
+- :mod:`~npdl.data.loader`: :class:`DataLoader`.
+- :mod:`~npdl.data.transforms`: batch-wise transforms, and the pipeline's transforms
+  built from fitted statistics.
+- :mod:`~npdl.data.normalization`: image statistics, standardisation and ZCA; the
+  normalize stage's folder (``stats.json``, ``zca.npz``, whitened splits).
+- :mod:`~npdl.data.prepared`: the prepare-split stage's folder of decoded splits.
+"""
+
+from .archives import list_image_archive
+from .cifar import Cifar10PythonSource, read_cifar10_python_archive, restricted_unpickle
+from .dataset import ImageFolderDataset
+from .decoding import IMAGE_EXTENSIONS, decode_image, decoding_pool
+from .download import download, resolve_source
+from .folders import list_image_folder
+from .loader import DataLoader
+from .normalization import (
+    Normalization,
+    compute_image_mean_and_std,
+    fit_standardization,
+    fit_zca,
+    load_normalization,
+    read_normalization,
+    standardize_images,
+    whiten,
+    write_normalization,
+)
+from .prepared import PreparedData, load_manifest, load_split, prepare_dataset, write_prepared
+from .sources import ArchiveImageSource, FolderImageSource, ImageSource, open_image_source
+from .splits import DEFAULT_SPLIT, split_source_indices, stratified_split, stratified_subset
+from .transforms import (
+    AsFloat,
+    ComposeTransform,
+    FlattenTransform,
+    NormalizeTransform,
+    RandomCrop,
+    RandomHorizontalFlip,
+    RescaleTransform,
+    ZCATransform,
+    eval_transform,
+    prepared_transform,
+    train_transform,
+)
+
+__all__ = [
+    "DEFAULT_SPLIT",
+    "IMAGE_EXTENSIONS",
+    "ArchiveImageSource",
+    "AsFloat",
+    "Cifar10PythonSource",
+    "ComposeTransform",
+    "DataLoader",
+    "FlattenTransform",
+    "FolderImageSource",
+    "ImageFolderDataset",
+    "ImageSource",
+    "Normalization",
+    "NormalizeTransform",
+    "PreparedData",
+    "RandomCrop",
+    "RandomHorizontalFlip",
+    "RescaleTransform",
+    "ZCATransform",
+    "compute_image_mean_and_std",
+    "decode_image",
+    "decoding_pool",
+    "download",
+    "eval_transform",
+    "fit_standardization",
+    "fit_zca",
+    "list_image_archive",
+    "list_image_folder",
+    "load_manifest",
+    "load_normalization",
+    "load_split",
+    "open_image_source",
+    "prepare_dataset",
+    "prepared_transform",
+    "read_cifar10_python_archive",
+    "read_normalization",
+    "resolve_source",
+    "restricted_unpickle",
+    "split_source_indices",
+    "standardize_images",
+    "stratified_split",
+    "stratified_subset",
+    "train_transform",
+    "whiten",
+    "write_normalization",
+    "write_prepared",
+]

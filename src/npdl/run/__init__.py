@@ -1,0 +1,28 @@
+"""One training run: configuration -> objects -> a trained model, through the run store.
+
+- :mod:`.build`: the configuration dataclasses turned into a model, optimizer,
+  loaders and ``Solver`` (``build_training``), seeded from one key;
+- :mod:`.training`: ``run_training`` trains a configuration at an epoch budget, with
+  per-epoch checkpoints and resume, or takes its result from the store;
+- :mod:`.store`: the run store on disk (finished runs, checkpoints, events), verified
+  on every read.
+
+Searches (:mod:`npdl.search`) call into this package; it never imports them.
+"""
+
+from .build import TrainingRun, build_training, training_config
+from .store import RunStore, stable_hash
+from .training import RunData, code_hash, lineage_of, load_run_data, run_training
+
+__all__ = [
+    "RunData",
+    "RunStore",
+    "TrainingRun",
+    "build_training",
+    "code_hash",
+    "lineage_of",
+    "load_run_data",
+    "run_training",
+    "stable_hash",
+    "training_config",
+]

@@ -1,0 +1,84 @@
+"""What the stages need from Hydra's launchers: the tune stage's sweep command, threads
+per job, and module paths for launchers that start fresh interpreters."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import OmegaConf
+
+from configuration import SHORTCUTS
+from npdl.config import PipelineConfig, searched_space
+from npdl.threads import set_num_threads, threads_per_worker
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# Launchers that run jobs in fresh interpreters (submitit locally or on SLURM) unpickle
+# the job function by module name: they must find this folder's modules too.
+_STAGES = str(Path(__file__).resolve().parent)
+if _STAGES not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [_STAGES, os.environ.get("PYTHONPATH")])
+    )
+
+
+def launcher_threads() -> int | None:
+    """Threads each job of this sweep should use, from the launcher's configuration:
+    the joblib launcher's ``cores // n_jobs`` (``n_jobs=-1``: one job per core), the
+    CPUs a Ray task reserves (``ray.remote.num_cpus``) or a submitit job gets
+    (``cpus_per_task``). None for single runs and sequential launchers."""
+    if HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    launcher = HydraConfig.get().launcher
+    n_jobs = OmegaConf.select(launcher, "n_jobs", default=None)
+    if n_jobs is not None:
+        n_jobs = int(n_jobs)
+        return 1 if n_jobs < 0 else threads_per_worker(n_jobs)
+    for key in ("ray.remote.num_cpus", "cpus_per_task"):
+        cpus = OmegaConf.select(launcher, key, default=None)
+        if cpus:
+            return max(1, int(cpus))
+    return None
+
+
+def match_threads_to_launcher() -> None:
+    """Give each of the sweep's parallel jobs its share of the cores (BLAS threads and
+    npdl's update threads), so that two jobs on two cores run two threads, not four."""
+    threads = launcher_threads()
+    if threads is not None:
+        set_num_threads(threads)
+
+
+SWEEPERS = {"grid": "npdl_grid", "random": "npdl_random", "halving": "npdl_halving"}
+
+
+def sweep_command(cfg: PipelineConfig, sweep_dir, forwarded=()) -> list[str]:
+    """The train stage's multirun that performs the configured search; ``forwarded``
+    (this run's own overrides) reach every trial, but for Hydra's and the search's keys."""
+    tune = cfg.tune
+    args = [sys.executable, str(PROJECT_ROOT / "stages" / "train.py")]
+    args += ["--config-dir", str(PROJECT_ROOT), "--config-name", "params", "--multirun"]
+    args += [f"hydra/sweeper={SWEEPERS[tune.sampler]}", f"hydra.sweep.dir={sweep_dir}"]
+    args += [f"hydra.sweeper.seed={tune.seed}", f"hydra.sweeper.metric={tune.metric}"]
+    args += [f"hydra.sweeper.fail_fast={str(tune.fail_fast).lower()}"]
+    args += [f"solver.train_fraction={tune.train_fraction}", "tune.keep_trial_models=false"]
+    if tune.sampler == "halving":
+        args += [f"hydra.sweeper.n_configs={tune.n_trials}", f"hydra.sweeper.eta={tune.eta}"]
+        args += [f"hydra.sweeper.min_epochs={tune.min_epochs}"]
+        args += [f"hydra.sweeper.max_epochs={tune.epochs}"]
+    else:
+        args.append(f"solver.epochs={tune.epochs}")
+        if tune.sampler == "random":
+            args.append(f"hydra.sweeper.n_trials={tune.n_trials}")
+    if tune.n_jobs > 1:
+        args += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={tune.n_jobs}"]
+    args += [f"{key}={value}" for key, value in searched_space(tune).items()]
+    taken = {arg.split("=", 1)[0] for arg in args if "=" in arg}
+    keys = [(o, o.split("=", 1)[0].lstrip("+~")) for o in forwarded]
+    return args + [
+        o for o, k in keys if not k.startswith("hydra") and {k, SHORTCUTS.get(k)}.isdisjoint(taken)
+    ]
