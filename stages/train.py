@@ -1,11 +1,8 @@
-"""train: train ``ClassificationNet`` with the ``Solver`` on the train split (val for
-model selection) -> ``models/model.npz``, ``metrics/train.json``,
-``metrics/train_history.csv``. Under DVC they land in the project; run directly
-(``python stages/train.py -m lr=1e-3,1e-4``) in each job's Hydra folder.
-
-Training goes through the run store: a configuration trained before (same data, same
-library code) is not trained again, and a killed run resumes from its last epoch.
-With ``tune.enabled`` a single run applies the tune stage's winner first."""
+"""train: ``ClassificationNet`` + ``Solver`` on the train split (val selects the epoch)
+-> ``models/model.npz``, ``metrics/train.json``, ``metrics/train_history.csv``: in the
+project under DVC, in each job's Hydra folder when run directly (``-m lr=1e-3,1e-4``).
+Through the run store (trained before: not again; killed: resumes). With
+``tune.enabled`` a single run applies the tune stage's winner first."""
 
 from __future__ import annotations
 
@@ -41,11 +38,10 @@ class Job:
 
 
 def run(cfg: PipelineConfig) -> dict:
-    job = Job.of(cfg)
-    if job.apply_tuned:
-        cfg = apply_tune_winner(
-            cfg, project_path(cfg.paths.models) / "tune" / "best_overrides.json"
-        )
+    job, models = Job.of(cfg), project_path(cfg.paths.models)
+    cfg = (
+        apply_tune_winner(cfg, models / "tune" / "best_overrides.json") if job.apply_tuned else cfg
+    )
     data = load_run_data(
         project_path(cfg.paths.data), cfg.solver.train_fraction, cfg.normalize.method
     )

@@ -133,3 +133,26 @@ def test_npdl_debug_shows_the_full_traceback(tmp_path):
     assert debug.returncode != 0
     assert "Traceback" in debug.stderr and "validate_config" in debug.stderr
     assert "optimizer.lr=-1.0 is not allowed" in debug.stderr
+
+
+PROBE = """
+import atexit, runpy, sys
+def report():
+    print("loaded:", *sorted(m for m in sys.modules if m.startswith(("npdl.", "hydra_plugins."))))
+atexit.register(report)
+sys.path.insert(0, sys.argv[1])
+sys.argv = [sys.argv[1] + "/train.py", *sys.argv[2:]]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_a_single_training_run_never_imports_the_search_package(tmp_path):
+    # The stage stops at validation (lr=-1), after Hydra's plugin scan (which imports
+    # our sweepers) and after every import of the stage itself.
+    command = [sys.executable, "-c", PROBE, str(ROOT / "stages"), "lr=-1"]
+    command.append(f"hydra.run.dir={tmp_path}")
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert result.returncode == 2, result.stderr
+    loaded = result.stdout.split("loaded:")[1].split()
+    assert "npdl.run.training" in loaded and "hydra_plugins.npdl_sweepers.sweepers" in loaded
+    assert [name for name in loaded if name.startswith("npdl.search")] == []

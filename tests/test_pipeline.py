@@ -36,8 +36,16 @@ pytestmark = [
 ]
 
 
+def project_env(cwd) -> dict:
+    """The environment of commands in a project copy: its own library on the path
+    (not the installed one), and the shared archive as the data source."""
+    src = Path(cwd) / "src"
+    extra = {"PYTHONPATH": str(src)} if src.is_dir() else {}
+    return {**os.environ, "CIFAR10_SOURCE": str(SHARED_ARCHIVE), **extra}
+
+
 def sh(args, cwd, check=True):
-    env = {**os.environ, "CIFAR10_SOURCE": str(SHARED_ARCHIVE)}
+    env = project_env(cwd)
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if check and result.returncode != 0:
         raise AssertionError(
@@ -283,8 +291,7 @@ def test_sigkill_during_tune_then_rerun_reuses_the_finished_trials(project):
         "hydra.run.dir=.",
         "hydra.output_subdir=null",
     ]
-    env = {**os.environ, "CIFAR10_SOURCE": str(SHARED_ARCHIVE)}
-    process = start_killable(command, repo, env)
+    process = start_killable(command, repo, project_env(repo))
     events = cache / "events.jsonl"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
@@ -376,15 +383,11 @@ def test_a_tuned_value_replacing_the_users_says_so(project):
 def test_editing_the_library_retrains_and_reverting_it_hits_the_store_again(project):
     repo, _ = project
     restore_baseline(repo)
-    env = {**os.environ, "PYTHONPATH": str(repo / "src"), "CIFAR10_SOURCE": str(SHARED_ARCHIVE)}
     events = repo / ".cache/npdl/trial-cache/events.jsonl"
 
     def repro(*flags):
         before = len(events.read_text().splitlines())
-        result = subprocess.run(
-            ["dvc", "repro", *flags], cwd=repo, env=env, capture_output=True, text=True
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
+        sh(["dvc", "repro", *flags], repo)  # the copy's own src/npdl on the path
         new = [json.loads(line) for line in events.read_text().splitlines()[before:]]
         return new, read_json(repo / "metrics/train.json"), digest(repo / "models/model.npz")
 

@@ -69,6 +69,14 @@ def leaderboard(sweep_dir):
         return list(csv.DictReader(handle))
 
 
+def rows_by_epochs(rows):
+    """Leaderboard rows grouped by their epoch budget (a rung of halving)."""
+    grouped = {}
+    for row in rows:
+        grouped.setdefault(int(row["epochs"]), []).append(row)
+    return grouped
+
+
 def events(cache, kind=None):
     path = cache / "events.jsonl"
     lines = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
@@ -145,9 +153,7 @@ def test_halving_promotes_the_top_third_and_resumes(data_dir, tmp_path):
         *SPACE,
     )
     rows = leaderboard(tmp_path / "h")
-    by_epochs = {}
-    for row in rows:
-        by_epochs.setdefault(int(row["epochs"]), []).append(row)
+    by_epochs = rows_by_epochs(rows)
     assert {e: len(r) for e, r in by_epochs.items()} == {1: 9, 3: 3, 9: 1}
     # The promoted three are the three best of rung 0.
     rung0 = sorted(by_epochs[1], key=lambda r: -float(r["val_acc"]))
@@ -374,9 +380,7 @@ def test_halving_on_val_loss_promotes_the_lowest_losses_and_all_agree(data_dir, 
         *SPACE,
     )
     rows = leaderboard(tmp_path / "h")
-    by_epochs = {}
-    for row in rows:
-        by_epochs.setdefault(int(row["epochs"]), []).append(row)
+    by_epochs = rows_by_epochs(rows)
     assert {e: len(r) for e, r in by_epochs.items()} == {1: 6, 3: 2}
     # The two promoted are the two lowest losses of rung 0, not the highest.
     rung0 = sorted(by_epochs[1], key=lambda r: float(r["val_loss"]))

@@ -6,7 +6,8 @@ Course code needs only its import line changed, e.g.
 
 __version__ = "0.2.0"
 
-from . import hyperparameter_tuning
+import importlib
+
 from .activations import ELU, Activation, LeakyRelu, Maxout, Relu, Sigmoid, Tanh, make_activation
 from .data import (
     DEFAULT_SPLIT,
@@ -42,6 +43,15 @@ from .losses import BCE, L1, MSE, CrossEntropyFromLogits, Loss
 from .network import ClassificationNet, load_model
 from .optimizers import SGD, Adam, Optimizer, SGDMomentum
 from .solver import Solver
+
+
+def __getattr__(name: str):
+    # The course's search helpers load on first use (``npdl.hyperparameter_tuning``), so
+    # that ``import npdl`` for a single training does not load the search package.
+    if name == "hyperparameter_tuning":
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'npdl' has no attribute {name!r}")
+
 
 __all__ = [
     "BCE",

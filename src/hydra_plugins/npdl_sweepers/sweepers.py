@@ -28,17 +28,16 @@ from tqdm import tqdm
 
 from npdl.config import debugging
 from npdl.io import save_json
-from npdl.search.halving import successive_halving
-from npdl.search.leaderboard import (
-    format_table,
-    rank_trials,
-    write_leaderboard_csv,
-    write_leaderboard_md,
-)
-from npdl.search.objective import Objective
-from npdl.search.spaces import Choice, Interval, grid_points, sample_points
 
 log = logging.getLogger(__name__)
+
+
+def _search():
+    """``npdl.search``, imported on first use: Hydra's plugin scan imports this module in
+    every run, and a single training run does not load the search package."""
+    import npdl.search
+
+    return npdl.search
 
 
 def parse_space(lines: list[str], parser: OverridesParser) -> tuple[dict, list[str]]:
@@ -49,7 +48,7 @@ def parse_space(lines: list[str], parser: OverridesParser) -> tuple[dict, list[s
     space : dict key -> Choice (of override strings) or Interval
     fixed : list of ``key=value`` strings
     """
-    space: dict[str, Choice | Interval] = {}
+    space: dict = {}
     fixed: list[str] = []
     for override in parser.parse_overrides(lines):
         key = override.get_key_element()
@@ -58,11 +57,11 @@ def parse_space(lines: list[str], parser: OverridesParser) -> tuple[dict, list[s
         elif override.is_interval_sweep():
             sweep = override.value()
             integer = isinstance(sweep.start, int) and isinstance(sweep.end, int)
-            space[key] = Interval(
+            space[key] = _search().Interval(
                 float(sweep.start), float(sweep.end), log="log" in sweep.tags, integer=integer
             )
         else:
-            space[key] = Choice(tuple(override.sweep_string_iterator()))
+            space[key] = _search().Choice(tuple(override.sweep_string_iterator()))
     return space, fixed
 
 
@@ -101,7 +100,7 @@ class _SearchSweeper(Sweeper):
         # NPDL_DEBUG: a failing trial stops the sweep with its traceback.
         self.fail_fast = fail_fast or debugging()
         try:
-            self.objective = Objective(metric)
+            self.objective = _search().Objective(metric)
         except ValueError as error:
             raise ValueError(f"hydra.sweeper.{error}") from None
         self.params = dict(params or {})
@@ -220,9 +219,9 @@ class _SearchSweeper(Sweeper):
         return OmegaConf.to_container(parsed) if OmegaConf.is_config(parsed) else parsed
 
     def report(self, sweep_dir: Path, best: dict | None) -> None:
-        ranked = rank_trials(self.rows, self.objective)
-        write_leaderboard_csv(sweep_dir / "leaderboard.csv", ranked)
-        write_leaderboard_md(
+        ranked = _search().rank_trials(self.rows, self.objective)
+        _search().write_leaderboard_csv(sweep_dir / "leaderboard.csv", ranked)
+        _search().write_leaderboard_md(
             sweep_dir / "leaderboard.md",
             ranked,
             title=f"{self.sampler} search: {len(ranked)} trials",
@@ -244,13 +243,15 @@ class _SearchSweeper(Sweeper):
                 ),
             },
         )
-        print(format_table(ranked, top=10), flush=True)
+        print(_search().format_table(ranked, top=10), flush=True)
         print(
             f"{len(self.rows)} trials, {hits} from the cache; best: {json.dumps(best)}", flush=True
         )
 
     def best_of(self, rows: list[dict]) -> dict | None:
-        ranked = [row for row in rank_trials(rows, self.objective) if row["status"] == "ok"]
+        ranked = [
+            row for row in _search().rank_trials(rows, self.objective) if row["status"] == "ok"
+        ]
         if not ranked:
             return None
         return {k: format_value(v) for k, v in ranked[0]["overrides"].items()}
@@ -262,7 +263,7 @@ class GridSweeper(_SearchSweeper):
     sampler = "grid"
 
     def search(self, space: dict) -> dict | None:
-        points = grid_points(space)
+        points = _search().grid_points(space)
         self.planned = len(points)
         return self.best_of(self.run_batch(points))
 
@@ -279,7 +280,7 @@ class RandomSweeper(_SearchSweeper):
         self.n_trials = n_trials
 
     def search(self, space: dict) -> dict | None:
-        points = sample_points(space, self.n_trials, np.random.default_rng(self.seed))
+        points = _search().sample_points(space, self.n_trials, np.random.default_rng(self.seed))
         self.planned = len(points)
         return self.best_of(self.run_batch(points))
 
@@ -307,7 +308,7 @@ class HalvingSweeper(_SearchSweeper):
         self.epochs_key, self.horizon_key = epochs_key, horizon_key
 
     def search(self, space: dict) -> dict | None:
-        points = sample_points(space, self.n_configs, np.random.default_rng(self.seed))
+        points = _search().sample_points(space, self.n_configs, np.random.default_rng(self.seed))
         horizon = [f"{self.horizon_key}={self.max_epochs}"] if self.horizon_key else []
 
         def run_rung(requests):
@@ -323,7 +324,9 @@ class HalvingSweeper(_SearchSweeper):
                     scores[position] = self.objective.score(row)  # higher is better
             return scores
 
-        result = successive_halving(points, self.min_epochs, self.max_epochs, self.eta, run_rung)
+        result = _search().successive_halving(
+            points, self.min_epochs, self.max_epochs, self.eta, run_rung
+        )
         if result.best is None:
             return None
         return {k: format_value(v) for k, v in points[result.best[0]].items()}
