@@ -1,8 +1,8 @@
 """Glue shared by the stage entrypoints: the Hydra app wrapper, paths, the run folder.
 
-Each stage is ``@stage_main`` on a ``run(cfg: PipelineConfig)``; everything else is
-library code in ``src/npdl`` (configuration glue: ``configuration.py``; launchers:
-``launching.py``).
+Each stage is ``main = stage_main(run)`` over a ``run(cfg: PipelineConfig)``; the rest
+is library code in ``src/npdl`` or the stage glue beside this file (configuration:
+``stages/configuration.py``; launchers: ``stages/launching.py``).
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def stage_main(run):
 
     Configuration, data and file-system errors (a missing file, a full disk, an
     unreachable server) end the process with a one-line message (exit 2) instead of a
-    traceback; with ``NPDL_DEBUG=1`` (or ``HYDRA_FULL_ERROR=1``) they are raised.
+    traceback; in a sweep's job, or with ``NPDL_DEBUG=1`` (or ``HYDRA_FULL_ERROR=1``),
+    they are raised.
     """
 
     @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

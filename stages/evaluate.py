@@ -47,7 +47,8 @@ def run(cfg: PipelineConfig) -> dict:
             confusion_counts(labels, predictions, len(names)),
             names,
             run_dir() / cfg.paths.plots / "confusion_matrix.png",
-            f"Test split: accuracy {metrics['accuracy']:.2%} on {metrics['n']} images",
+            f"{cfg.evaluate.source or 'Test split'}: accuracy {metrics['accuracy']:.2%} "
+            f"on {metrics['n']} images",
         )
     print(
         f"accuracy {metrics['accuracy']:.4f} on {metrics['n']} images, loss {metrics['loss']:.4f}"

@@ -2,7 +2,7 @@
 
 ``npdl cache verify [--store DIR] [--set-aside]`` checks every finished trial and
 checkpoint of a run store against the sha256 recorded when it was written; it exits
-1 if any fails, 0 otherwise.
+1 if any fails, 2 if ``DIR`` is not a run store, 0 otherwise.
 """
 
 from __future__ import annotations

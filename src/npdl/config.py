@@ -46,9 +46,10 @@ def debugging() -> bool:
 
 @dataclass
 class PathsConfig:
-    """Where things live. ``data`` and ``cache`` are relative to the project root;
-    ``models``, ``metrics`` and ``plots`` (PNG pictures) to the run folder (the project root under DVC, Hydra's
-    job folder for direct runs, so direct runs never overwrite DVC's outputs)."""
+    """Where things live. ``data``, ``cache`` and ``trial_cache`` (the run store) are
+    relative to the project root; ``models``, ``metrics`` and ``plots`` (PNG pictures)
+    to the run folder (the project root under DVC, Hydra's job folder for direct runs,
+    so direct runs never overwrite DVC's outputs)."""
 
     data: str = "data"
     cache: str = ".cache/npdl"
@@ -82,7 +83,7 @@ class NormalizeConfig:
 @dataclass
 class ModelConfig:
     """``ClassificationNet`` architecture; ``reg`` is the course's L2 strength (the
-    top-level ``reg`` sets it)."""
+    top-level ``reg``, when set, sets it)."""
 
     activation: str = "relu"
     activation_kwargs: dict[str, float] = field(default_factory=dict)
@@ -96,8 +97,8 @@ class ModelConfig:
 
 @dataclass
 class OptimizerConfig:
-    """What every optimizer takes (the top-level ``lr`` sets ``lr``). Weight decay
-    applies to weight matrices: ``decoupled`` (``w -= lr * weight_decay * w``) or
+    """What every optimizer takes (the top-level ``lr``, when set, sets ``lr``). Weight
+    decay applies to weight matrices: ``decoupled`` (``w -= lr * weight_decay * w``) or
     coupled (L2, added to the gradient)."""
 
     name: str = "adam"

@@ -18,7 +18,8 @@ def predict_logits(
 
     Parameters
     ----------
-    model : ClassificationNet with ``preprocessing`` (mean, std)
+    model : ClassificationNet with ``preprocessing`` (``mean``, ``std``, plus
+        ``zca_mean`` and ``zca_matrix`` for a zca-normalised model)
     images : uint8 (N, H, W, 3)
     batch_size : int
     tta_flip : bool

@@ -164,8 +164,9 @@ def grid_search(
 
     Returns
     -------
-    best_model : model
-        The model with the lowest validation loss, holding its best epoch's weights.
+    best_model : model or None
+        The model with the lowest validation loss, holding its best epoch's weights;
+        None if every config diverged before completing an epoch.
     results : list of (dict, dict)
         ``(config, stats)`` per config, see the module docstring.
     """

@@ -167,12 +167,16 @@ class SGDMomentum(Optimizer):
 
     Parameters
     ----------
+    model, loss_func, learning_rate
+        As for :class:`Optimizer`.
     momentum : float
         In [0, 1) (default 0.9).
     nesterov : bool
     weight_decay, decoupled
         As for every optimizer; coupled by default (added to the gradient, so it
         goes through the momentum).
+    **kwargs
+        Ignored.
     """
 
     slot_keys = ("velocity", "scratch")
@@ -214,6 +218,8 @@ class Adam(Optimizer):
 
     Parameters
     ----------
+    model, loss_func, learning_rate
+        As for :class:`Optimizer`.
     beta1, beta2 : float
         Decay rates of the first and second moment estimates.
     epsilon : float
@@ -222,6 +228,8 @@ class Adam(Optimizer):
         ``decoupled=False`` it is added to the gradient instead (L2). Weight matrices only.
     decoupled : bool, optional
         Default True (AdamW).
+    **kwargs
+        Ignored.
 
     Notes
     -----

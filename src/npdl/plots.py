@@ -1,10 +1,11 @@
 """PNG pictures of a run: learning curves, confusion matrix, and a search's
 hyperparameters (scatter per hyperparameter, parallel coordinates).
 
-Drawn with matplotlib (the optional ``[plots]`` extra, headless "Agg" backend) from
-the same rows the stages write as CSV for ``dvc plots``. :func:`available` tells
-whether matplotlib is installed; the stages skip the pictures without it. Files are
-written atomically and without a timestamp, so the same data gives the same bytes.
+Drawn with matplotlib (part of the ``[pipeline]`` extra, headless "Agg" backend) from
+the same rows the stages write as CSV for ``dvc plots``. The stages always draw them
+(they need the ``[pipeline]`` extra anyway); :func:`available` tells whether
+matplotlib is installed, for code that runs without it. Files are written atomically
+and without a timestamp, so the same data gives the same bytes.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .io import atomic_write
 
 
 def available() -> bool:
-    """Whether matplotlib is installed (``pip install 'npdl[plots]'``)."""
+    """Whether matplotlib is installed (``pip install 'npdl[pipeline]'``)."""
     return importlib.util.find_spec("matplotlib") is not None
 
 

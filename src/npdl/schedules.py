@@ -30,6 +30,8 @@ class LearningRateSchedule:
         Horizon of the cosine schedule.
     warmup_epochs : float
         Linear warm-up from ``base_lr / warmup_steps`` to ``base_lr`` (0 = none).
+    lr_decay, step_size, gamma, min_lr
+        The ``constant``, ``step`` and ``cosine`` schedules' settings (see ``kind``).
     """
 
     base_lr: float

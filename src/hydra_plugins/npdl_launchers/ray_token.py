@@ -10,8 +10,9 @@ when it is unset:
   unreadable token, or one the head refuses, ends the sweep with one line saying what
   to set, instead of Ray's traceback.
 - :class:`PrivateRayLauncher` (``hydra/launcher=ray_local``) starts a Ray for this
-  sweep alone, with a fresh random token in a private file (0600) inside the Ray
-  temporary folder, removed when the process ends.
+  sweep alone, with a fresh random token in a private file (0600) inside Ray's
+  temporary folder (``ray.init._temp_dir``, else the system's), removed when the
+  process ends.
 """
 
 from __future__ import annotations

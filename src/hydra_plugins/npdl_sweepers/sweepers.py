@@ -5,9 +5,9 @@ override grammar: ``choice(...)``, ``range(...)``, ``a,b,c``, ``interval(a,b)``,
 ``tag(log, interval(a,b))``; other overrides are passed to every trial. Trials run
 through the configured launcher, so ``hydra/launcher=joblib`` parallelises any search.
 Each trial's task function returns its metrics dict (``status``, ``val_acc``,
-``val_loss``, ``epochs``, ``seconds``, ``cache_hit``); at the end the sweeper writes
-``leaderboard.csv``, ``leaderboard.md`` and ``best_overrides.json`` into the sweep
-folder and prints the top of the leaderboard.
+``val_loss``, ``epochs``, ``resumed_from``, ``seconds``, ``cache_hit``); at the end the
+sweeper writes ``leaderboard.csv``, ``leaderboard.md`` and ``best_overrides.json`` into
+the sweep folder and prints the top of the leaderboard.
 """
 
 from __future__ import annotations
@@ -138,7 +138,8 @@ class _SearchSweeper(Sweeper):
         return self.rows
 
     def search(self, space: dict) -> dict:
-        """Run the trials; return the best point (key -> override text)."""
+        """Run the trials; return the best point (key -> override text), or None if
+        no trial succeeded."""
         raise NotImplementedError
 
     def run_batch(self, points: list[dict], extra: list[str] = ()) -> list[dict]:

@@ -7,7 +7,8 @@
 - :mod:`.store`: the run store on disk (finished runs, checkpoints, events), verified
   on every read.
 
-Searches (:mod:`npdl.search`) call into this package; it never imports them.
+A search's trials reach this package through the train stage (the sweepers launch
+it); neither this package nor :mod:`npdl.search` imports the other.
 """
 
 from .build import TrainingRun, build_training, training_config

@@ -60,9 +60,12 @@ class RunData:
 
     Attributes
     ----------
-    train, val : (uint8 images (N, H, W, 3), int64 labels (N,))
+    train, val : (images (N, H, W, 3), int64 labels (N,))
+        The images are uint8, or ZCA-whitened float16 when ``whitened``.
     classes : list of str
-    preprocessing : dict with float32 ``mean`` and ``std`` (3,)
+    preprocessing : dict of str to numpy.ndarray
+        float32 ``mean`` and ``std`` (3,), plus ``zca_mean`` (D,) and ``zca_matrix``
+        (D, D) for the zca normalisation (:mod:`npdl.data.normalization`).
     data_hash : str
         Identifies the data (prepared content and the fraction of it used).
     content_hash : str
@@ -158,17 +161,19 @@ def run_training(
     callbacks : per-epoch callbacks for the Solver
     verbose : print the Solver's epoch lines
     fail_fast : re-raise an exception of the training instead of recording it
-    keep_model : put the trained model (best epoch) under ``result['model']``
+    keep_model : put the trained model (best epoch) under ``result['model']``; the
+        store keeps no live model, so the run trains (or resumes) even on a store hit
     store_model : write the model file into the store's entry (``model_path``)
 
     Returns
     -------
     dict
         ``status`` ('ok', 'diverged' or 'failed'), ``val_acc``, ``val_loss`` (best
-        epoch), ``best_epoch``, ``epochs`` (run), ``seconds`` (of the training that
-        produced it), ``threads`` (it ran on), ``history`` (per-epoch dicts),
-        ``lineage``, ``cache_hit``, ``resumed_from`` (epoch or None), ``traceback``
-        and ``error`` (failed only), ``model_path`` (stored model file or None).
+        epoch), ``best_epoch``, ``epochs`` (run), ``budget`` (``cfg.solver.epochs``),
+        ``seconds`` (of the training that produced it), ``threads`` (it ran on),
+        ``history`` (per-epoch dicts), ``lineage``, ``cache_hit``, ``resumed_from``
+        (epoch or None), ``config``, ``traceback`` and ``error`` (failed only),
+        ``model_path`` (stored model file or None), ``model`` (with ``keep_model``).
     """
     epochs = cfg.solver.epochs
     lineage = lineage_of(cfg, data.data_hash)
@@ -231,7 +236,8 @@ def run_training(
     }
     model_path = None
     if store is not None:
-        stored = {**result, "npdl": __version__, "code": code_hash()}  # for listing and gc
+        # Which library version and code produced the result, kept with it.
+        stored = {**result, "npdl": __version__, "code": code_hash()}
         entry = store.store_result(lineage, epochs, stored, run.model if store_model else None)
         store.log("store", lineage, epochs, status=status, resumed_from=resumed_from)
         model_path = str(entry / "model.npz") if store_model else None

@@ -1,8 +1,8 @@
 """Hyperparameter search: spaces, the objective, successive halving, leaderboards.
 
 Plain Python and NumPy; the Hydra sweepers and the ``tune`` stage build on these.
-Trials are training runs of :mod:`npdl.run` (and its run store); this package uses
-that one, never the reverse.
+Trials are training runs of :mod:`npdl.run` (and its run store), launched through the
+train stage; neither package imports the other.
 """
 
 from .halving import (

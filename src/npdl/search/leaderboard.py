@@ -8,7 +8,7 @@ A trial row is a dict with at least::
     epochs      int    epochs trained
     seconds     float  wall time of the trial
     status      str    'ok', 'diverged' or 'failed'
-    cache_hit   bool   whether the result came from the trial cache
+    cache_hit   bool   whether the result came from the run store
 
 Extra keys are kept in the ranked rows and ignored by the writers.
 """
