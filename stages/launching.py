@@ -12,7 +12,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from configuration import SHORTCUTS
-from npdl.config import PipelineConfig, searched_space
+from npdl.config import SAMPLERS, PipelineConfig, searched_space
 from npdl.threads import set_num_threads, threads_per_worker
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def match_threads_to_launcher() -> None:
         set_num_threads(threads)
 
 
-SWEEPERS = {"grid": "npdl_grid", "random": "npdl_random", "halving": "npdl_halving"}
+SWEEPERS = {name: f"npdl_{name}" for name in SAMPLERS}
 
 
 def sweep_command(cfg: PipelineConfig, sweep_dir, forwarded=()) -> list[str]:
@@ -66,14 +66,17 @@ def sweep_command(cfg: PipelineConfig, sweep_dir, forwarded=()) -> list[str]:
     args += [f"hydra.sweeper.seed={tune.seed}", f"hydra.sweeper.metric={tune.metric}"]
     args += [f"hydra.sweeper.fail_fast={str(tune.fail_fast).lower()}"]
     args += [f"solver.train_fraction={tune.train_fraction}", "tune.keep_trial_models=false"]
-    if tune.sampler == "halving":
-        args += [f"hydra.sweeper.n_configs={tune.n_trials}", f"hydra.sweeper.eta={tune.eta}"]
-        args += [f"hydra.sweeper.min_epochs={tune.min_epochs}"]
+    if tune.sampler in ("halving", "hyperband", "bohb"):
+        args += [f"hydra.sweeper.eta={tune.eta}", f"hydra.sweeper.min_epochs={tune.min_epochs}"]
         args += [f"hydra.sweeper.max_epochs={tune.epochs}"]
+        if tune.sampler == "halving":
+            args.append(f"hydra.sweeper.n_configs={tune.n_trials}")
     else:
         args.append(f"solver.epochs={tune.epochs}")
-        if tune.sampler == "random":
+        if tune.sampler in ("random", "tpe"):
             args.append(f"hydra.sweeper.n_trials={tune.n_trials}")
+        if tune.sampler == "tpe":
+            args.append(f"hydra.sweeper.batch_size={tune.n_jobs}")
     if tune.n_jobs > 1:
         args += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={tune.n_jobs}"]
     args += [f"{key}={value}" for key, value in searched_space(tune).items()]

@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from npdl.search import Choice, Interval, describe_space, grid_points, sample_points
+from npdl.search import (
+    Choice,
+    Interval,
+    describe_space,
+    distinct_points,
+    grid_points,
+    sample_points,
+    space_size,
+)
 
 
 def mixed_space():
@@ -172,3 +180,25 @@ def test_describe_space_is_one_line_naming_every_key():
 def test_describe_grid_space_gives_its_size():
     text = describe_space({"a": Choice((1, 2, 3)), "b": Choice(("x", "y"))})
     assert text.endswith("grid of 6 points")
+
+
+def test_distinct_points_draw_a_finite_space_without_replacement():
+    space = {"lr": Choice(("1e-5", "3e-4", "1e-3", "3e-1")), "reg": Choice(("0", "1e-4"))}
+    assert space_size(space) == 8
+    four = distinct_points(space, 4, rng=0)
+    assert len({tuple(p.items()) for p in four}) == 4  # no point twice
+    assert distinct_points(space, 4, rng=0) == four  # seeded
+    assert distinct_points(space, 6, rng=0)[:4] == four  # growing only adds points
+    every = distinct_points(space, 20, rng=0)  # more than there are: each once
+    assert len(every) == 8 and sorted(map(str, every)) == sorted(map(str, grid_points(space)))
+    # The example: 4 draws from 4 learning rates try each of them.
+    lrs = distinct_points({"lr": Choice(("1e-5", "3e-4", "1e-3", "3e-1"))}, 4, rng=0)
+    assert sorted(p["lr"] for p in lrs) == ["1e-3", "1e-5", "3e-1", "3e-4"]
+
+
+def test_distinct_points_skip_repeats_in_a_space_with_an_interval():
+    space = {"x": Interval(0.0, 1.0), "act": Choice(("relu", "elu"))}
+    assert space_size(space) is None
+    points = distinct_points(space, 50, rng=1)
+    assert len({tuple(sorted(p.items())) for p in points}) == 50
+    assert distinct_points(space, 10, rng=1) == points[:10]

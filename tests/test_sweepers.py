@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHARED_ARCHIVE, write_real_subset
+from conftest import SHARED_ARCHIVE, start_killable, write_real_subset
 from npdl.io import load_json
 from npdl.threads import threads_per_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 
 SPACE = ["optimizer.lr=tag(log, interval(1e-4, 1e-2))", "model.reg=choice(0.0,1e-4)"]
+#: The configured values of SPACE's keys, as the leaderboard writes them: always a trial.
+CONFIGURED = "model.reg=0.0 optimizer.lr=0.001"
 
 pytestmark = [
     pytest.mark.slow,
@@ -136,7 +138,11 @@ def test_other_seed_other_points(data_dir, tmp_path):
         *SPACE,
     )
     first = {r["overrides"] for r in leaderboard(tmp_path / "a")}
-    assert first.isdisjoint({r["overrides"] for r in leaderboard(tmp_path / "b")})
+    second = {r["overrides"] for r in leaderboard(tmp_path / "b")}
+    # Both start from the configured values (conf/: optimizer.lr 1e-3, model.reg 0);
+    # every drawn point differs.
+    assert CONFIGURED in first and CONFIGURED in second
+    assert (first - {CONFIGURED}).isdisjoint(second - {CONFIGURED})
 
 
 def test_halving_promotes_the_top_third_and_resumes(data_dir, tmp_path):
@@ -146,6 +152,7 @@ def test_halving_promotes_the_top_third_and_resumes(data_dir, tmp_path):
         cache,
         tmp_path / "h",
         "npdl_halving",
+        "hydra.sweeper.include_defaults=false",  # plain halving: no point kept
         "hydra.sweeper.n_configs=9",
         "hydra.sweeper.eta=3",
         "hydra.sweeper.min_epochs=1",
@@ -372,6 +379,7 @@ def test_halving_on_val_loss_promotes_the_lowest_losses_and_all_agree(data_dir, 
         tmp_path / "cache",
         tmp_path / "h",
         "npdl_halving",
+        "hydra.sweeper.include_defaults=false",  # plain halving: no point kept
         "hydra.sweeper.metric=val_loss",
         "hydra.sweeper.n_configs=6",
         "hydra.sweeper.eta=3",
@@ -394,4 +402,161 @@ def test_halving_on_val_loss_promotes_the_lowest_losses_and_all_agree(data_dir, 
     winner = dict(item.split("=", 1) for item in top["overrides"].split())
     assert {k: float(v) for k, v in best["overrides"].items()} == {
         k: float(v) for k, v in winner.items()
+    }
+
+
+def test_the_configured_values_are_a_trial_and_reach_the_top_rung(data_dir, tmp_path):
+    run_sweep(
+        data_dir,
+        tmp_path / "cache",
+        tmp_path / "h",
+        "npdl_halving",
+        "hydra.sweeper.n_configs=9",
+        "hydra.sweeper.eta=3",
+        "hydra.sweeper.min_epochs=1",
+        "hydra.sweeper.max_epochs=3",
+        *SPACE,
+    )
+    rows = rows_by_epochs(leaderboard(tmp_path / "h"))
+    assert CONFIGURED in {r["overrides"] for r in rows[1]}
+    assert CONFIGURED in {r["overrides"] for r in rows[3]}  # never eliminated
+    top = rows[3]
+    configured = next(r for r in top if r["overrides"] == CONFIGURED)
+    best = json.loads((tmp_path / "h" / "best_overrides.json").read_text())
+    winner = next(r for r in top if r["rank"] == min(t["rank"] for t in top))
+    assert float(winner["val_acc"]) >= float(configured["val_acc"])
+    assert {k: float(v) for k, v in best["overrides"].items()} == {
+        k: float(v) for k, v in (i.split("=", 1) for i in winner["overrides"].split())
+    }
+
+
+def test_a_finite_space_smaller_than_asked_is_tried_once_each(data_dir, tmp_path):
+    result = subprocess.run(
+        sweep_args(
+            data_dir,
+            tmp_path / "cache",
+            tmp_path / "r",
+            "npdl_random",
+            "hydra.sweeper.n_trials=6",
+            "optimizer.lr=choice(1e-5,3e-4,1e-3,3e-1)",
+        ),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "the space has only 4 points: each is tried once (asked for 6)" in result.stdout
+    lrs = sorted(float(r["overrides"].split("=")[1]) for r in leaderboard(tmp_path / "r"))
+    assert lrs == [1e-5, 3e-4, 1e-3, 3e-1]
+
+
+def test_hyperband_runs_its_brackets_and_resumes_promotions(data_dir, tmp_path):
+    cache = tmp_path / "cache"
+    run_sweep(
+        data_dir,
+        cache,
+        tmp_path / "hb",
+        "npdl_hyperband",
+        "hydra.sweeper.include_defaults=false",
+        "hydra.sweeper.eta=3",
+        "hydra.sweeper.min_epochs=1",
+        "hydra.sweeper.max_epochs=3",
+        *SPACE,
+    )
+    # Brackets (3 at 1 epoch -> 1 at 3) and (2 at 3): 6 trials, 5 configurations.
+    rows = leaderboard(tmp_path / "hb")
+    assert {e: len(r) for e, r in rows_by_epochs(rows).items()} == {1: 3, 3: 3}
+    assert len({r["overrides"] for r in rows}) == 5
+    # The promoted configuration resumed from its 1-epoch checkpoint.
+    assert [e["from_epoch"] for e in events(cache, "resume")] == [1]
+    best = json.loads((tmp_path / "hb" / "best_overrides.json").read_text())
+    top = min((r for r in rows if r["epochs"] == "3"), key=lambda r: int(r["rank"]))
+    assert best["sampler"] == "hyperband" and best["epochs_trained"] == 3 + 2 + 6
+    assert {k: float(v) for k, v in best["overrides"].items()} == {
+        k: float(v) for k, v in (i.split("=", 1) for i in top["overrides"].split())
+    }
+
+
+TPE_SEARCH = ("npdl_tpe", "hydra.sweeper.n_trials=6", "hydra.sweeper.n_startup=3", *SPACE)
+
+
+def test_tpe_is_seeded_rebuilt_from_the_store_and_grows(data_dir, tmp_path):
+    cache = tmp_path / "cache"
+    run_sweep(data_dir, cache, tmp_path / "a", *TPE_SEARCH)
+    first = leaderboard(tmp_path / "a")
+    assert len(first) == 6 and len({r["overrides"] for r in first}) == 6
+    assert CONFIGURED in {r["overrides"] for r in first}
+    stored = len(events(cache, "store"))
+    # Rerun: the model is rebuilt from the store's results, proposes the same points,
+    # and every trial is a hit.
+    run_sweep(data_dir, cache, tmp_path / "b", *TPE_SEARCH)
+    assert len(events(cache, "store")) == stored
+    again = leaderboard(tmp_path / "b")
+    assert [(r["overrides"], r["val_acc"]) for r in again] == [
+        (r["overrides"], r["val_acc"]) for r in first
+    ]
+    # Grown to 8 trials: only the 2 new ones train.
+    run_sweep(data_dir, cache, tmp_path / "c", *TPE_SEARCH, "hydra.sweeper.n_trials=8")
+    assert len(events(cache, "store")) == stored + 2
+    assert {r["overrides"] for r in first} < {r["overrides"] for r in leaderboard(tmp_path / "c")}
+
+
+def test_tpe_on_val_loss_picks_the_lowest_loss(data_dir, tmp_path):
+    run_sweep(
+        data_dir, tmp_path / "cache", tmp_path / "l", *TPE_SEARCH, "hydra.sweeper.metric=val_loss"
+    )
+    rows = leaderboard(tmp_path / "l")
+    best = json.loads((tmp_path / "l" / "best_overrides.json").read_text())
+    lowest = min(rows, key=lambda r: float(r["val_loss"]))
+    assert rows[0]["overrides"] == lowest["overrides"]
+    assert {k: float(v) for k, v in best["overrides"].items()} == {
+        k: float(v) for k, v in (i.split("=", 1) for i in lowest["overrides"].split())
+    }
+
+
+def test_tpe_search_killed_and_rerun_ends_as_an_uninterrupted_one(data_dir, tmp_path):
+    run_sweep(data_dir, tmp_path / "c1", tmp_path / "whole", *TPE_SEARCH)
+    whole = leaderboard(tmp_path / "whole")
+    cache = tmp_path / "c2"
+    process = start_killable(sweep_args(data_dir, cache, tmp_path / "k", *TPE_SEARCH), ROOT)
+    deadline = time.monotonic() + 300
+    while len(events(cache, "store")) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = {(e["lineage"], e["epochs"]) for e in events(cache, "store")}
+    assert 3 <= len(finished) < 6, "the kill came too late to interrupt the search"
+    run_sweep(data_dir, cache, tmp_path / "rerun", *TPE_SEARCH)
+    rerun = leaderboard(tmp_path / "rerun")
+    assert [(r["overrides"], r["val_acc"]) for r in rerun] == [
+        (r["overrides"], r["val_acc"]) for r in whole
+    ]
+    hits = {(e["lineage"], e["epochs"]) for e in events(cache, "hit")}
+    assert finished <= hits  # every trial finished before the kill came from the store
+
+
+def test_bohb_proposes_from_the_model_after_its_first_bracket(data_dir, tmp_path):
+    budgets = ("hydra.sweeper.eta=2", "hydra.sweeper.min_epochs=1", "hydra.sweeper.max_epochs=4")
+    boards = {}
+    for sampler in ("npdl_hyperband", "npdl_bohb"):
+        sweep = tmp_path / sampler
+        run_sweep(data_dir, tmp_path / "cache", sweep, sampler, *budgets, *SPACE)
+        boards[sampler] = leaderboard(sweep)
+
+    def first_bracket_and_later(rows):
+        first = {r["overrides"] for r in rows if r["epochs"] == "1"}
+        return first, {r["overrides"] for r in rows} - first
+
+    # Brackets (4 at 1 epoch), (3 at 2), (3 at 4): ten configurations each.
+    hb_first, hb_later = first_bracket_and_later(boards["npdl_hyperband"])
+    bohb_first, bohb_later = first_bracket_and_later(boards["npdl_bohb"])
+    assert len(hb_first) == len(bohb_first) == 4 and len(bohb_later) == 6
+    assert bohb_first == hb_first and CONFIGURED in bohb_first  # the same random start
+    assert bohb_later.isdisjoint(hb_later)  # then the TPE model's proposals, not draws
+    best = json.loads((tmp_path / "npdl_bohb" / "best_overrides.json").read_text())
+    top = min((r for r in boards["npdl_bohb"] if r["epochs"] == "4"), key=lambda r: int(r["rank"]))
+    assert best["sampler"] == "bohb"
+    assert {k: float(v) for k, v in best["overrides"].items()} == {
+        k: float(v) for k, v in (i.split("=", 1) for i in top["overrides"].split())
     }

@@ -236,7 +236,7 @@ def searched_space(tune: TuneConfig) -> dict[str, str]:
 
 
 NORMALIZE_METHODS = ("standardize", "zca")
-SAMPLERS = ("grid", "random", "halving")
+SAMPLERS = ("grid", "random", "halving", "hyperband", "tpe", "bohb")
 
 
 def _check(condition: bool, key: str, value, expected: str) -> None:

@@ -18,6 +18,9 @@ class SearchConf:
     metric: str = "val_acc"
     #: Stop the sweep at the first failed trial instead of recording it.
     fail_fast: bool = False
+    #: The configured values of the searched keys are a trial (the first), and halving
+    #: and hyperband always promote them: the winner never scores below them.
+    include_defaults: bool = True
     #: Search space in Hydra's override grammar, e.g. {lr: "tag(log, interval(1e-5, 1e-2))"},
     #: added to the sweep overrides of the command line.
     params: Optional[dict[str, str]] = None
@@ -55,9 +58,44 @@ class HalvingSweeperConf(SearchConf):
     horizon_key: Optional[str] = "solver.schedule_epochs"
 
 
+@dataclass
+class HyperbandSweeperConf(SearchConf):
+    """Hyperband: brackets of successive halving from ``min_epochs`` (most aggressive)
+    to ``max_epochs`` (no halving), each bracket's promotions resumed."""
+
+    _target_: str = "hydra_plugins.npdl_sweepers.sweepers.HyperbandSweeper"
+    eta: int = 3
+    min_epochs: int = 1
+    max_epochs: int = 27
+    epochs_key: str = "solver.epochs"
+    horizon_key: Optional[str] = "solver.schedule_epochs"
+
+
+@dataclass
+class BOHBSweeperConf(HyperbandSweeperConf):
+    """Hyperband with new configurations from a TPE model of the largest budget that
+    has enough results (BOHB)."""
+
+    _target_: str = "hydra_plugins.npdl_sweepers.sweepers.BOHBSweeper"
+
+
+@dataclass
+class TPESweeperConf(SearchConf):
+    """``n_trials`` proposals of Optuna's TPE sampler, ``batch_size`` at a time (the
+    launcher's parallel jobs), after ``n_startup`` random ones."""
+
+    _target_: str = "hydra_plugins.npdl_sweepers.sweepers.TPESweeper"
+    n_trials: int = 20
+    batch_size: int = 1
+    n_startup: int = 8
+
+
 for name, node in [
     ("npdl_grid", GridSweeperConf),
     ("npdl_random", RandomSweeperConf),
     ("npdl_halving", HalvingSweeperConf),
+    ("npdl_hyperband", HyperbandSweeperConf),
+    ("npdl_bohb", BOHBSweeperConf),
+    ("npdl_tpe", TPESweeperConf),
 ]:
     ConfigStore.instance().store(group="hydra/sweeper", name=name, node=node, provider="npdl")

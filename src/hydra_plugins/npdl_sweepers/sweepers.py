@@ -93,10 +93,11 @@ class _SearchSweeper(Sweeper):
         metric: str = "val_acc",
         fail_fast: bool = False,
         params: dict | None = None,
+        include_defaults: bool = True,
         **options,
     ):
         super().__init__()
-        self.seed, self.metric = seed, metric
+        self.seed, self.metric, self.include_defaults = seed, metric, include_defaults
         # NPDL_DEBUG: a failing trial stops the sweep with its traceback.
         self.fail_fast = fail_fast or debugging()
         try:
@@ -106,6 +107,8 @@ class _SearchSweeper(Sweeper):
         self.params = dict(params or {})
         self.options = options
         self.rows: list[dict] = []
+        #: budget (epochs) -> [(point, score)] of every trial run at it (multi-fidelity).
+        self.observed: dict[int, list[tuple[dict, float | None]]] = {}
         self.planned: int | None = None  # trials the search will run, where known
         self.progress: tqdm | None = None
         self.job_index = 0
@@ -136,6 +139,32 @@ class _SearchSweeper(Sweeper):
             self.progress.close()
         self.report(sweep_dir, best)
         return self.rows
+
+    def configured_point(self, space: dict) -> dict | None:
+        """The configured values of the searched keys (override text), or None when
+        ``include_defaults`` is off or a key has no configured value."""
+        if not self.include_defaults:
+            return None
+        point = {}
+        for key in space:
+            value = OmegaConf.select(self.config, key, default=None, throw_on_missing=False)
+            if value is None:
+                return None
+            plain = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+            point[key] = format_value(plain)
+        return point
+
+    def sampled(self, space: dict, n: int) -> list[dict]:
+        """``n`` distinct points: the configured values first (always a trial, as
+        Optuna's ``enqueue_trial``), then seeded draws without repeats."""
+        configured = self.configured_point(space)
+        draws = _search().distinct_points(space, n, np.random.default_rng(self.seed))
+        points = [configured] if configured is not None else []
+        points += [p for p in draws if configured is None or not _same(p, configured)]
+        size = _search().space_size(space)
+        if size is not None and size < n:
+            log.warning("the space has only %d points: each is tried once (asked for %d)", size, n)
+        return points[:n]
 
     def search(self, space: dict) -> dict:
         """Run the trials; return the best point (key -> override text), or None if
@@ -281,7 +310,7 @@ class RandomSweeper(_SearchSweeper):
         self.n_trials = n_trials
 
     def search(self, space: dict) -> dict | None:
-        points = _search().sample_points(space, self.n_trials, np.random.default_rng(self.seed))
+        points = self.sampled(space, self.n_trials)
         self.planned = len(points)
         return self.best_of(self.run_batch(points))
 
@@ -309,25 +338,146 @@ class HalvingSweeper(_SearchSweeper):
         self.epochs_key, self.horizon_key = epochs_key, horizon_key
 
     def search(self, space: dict) -> dict | None:
-        points = _search().sample_points(space, self.n_configs, np.random.default_rng(self.seed))
-        horizon = [f"{self.horizon_key}={self.max_epochs}"] if self.horizon_key else []
-
-        def run_rung(requests):
-            by_budget: dict[int, list[int]] = {}
-            for position, (_, _, epochs) in enumerate(requests):
-                by_budget.setdefault(epochs, []).append(position)
-            scores: list[float | None] = [None] * len(requests)
-            for epochs, positions in by_budget.items():
-                rows = self.run_batch(
-                    [requests[p][1] for p in positions], [*horizon, f"{self.epochs_key}={epochs}"]
-                )
-                for position, row in zip(positions, rows, strict=True):
-                    scores[position] = self.objective.score(row)  # higher is better
-            return scores
-
+        points = self.sampled(space, self.n_configs)
+        keep = [0] if self.configured_point(space) is not None else []
         result = _search().successive_halving(
-            points, self.min_epochs, self.max_epochs, self.eta, run_rung
+            points, self.min_epochs, self.max_epochs, self.eta, self.run_rung, keep=keep
         )
         if result.best is None:
             return None
         return {k: format_value(v) for k, v in points[result.best[0]].items()}
+
+    def run_rung(self, requests: list[tuple[int, dict, int]]) -> list[float | None]:
+        """Train each ``(index, point, epochs)`` request (one launcher batch per budget,
+        all on the schedule horizon of ``max_epochs``); scores, higher is better."""
+        horizon = [f"{self.horizon_key}={self.max_epochs}"] if self.horizon_key else []
+        by_budget: dict[int, list[int]] = {}
+        for position, (_, _, epochs) in enumerate(requests):
+            by_budget.setdefault(epochs, []).append(position)
+        scores: list[float | None] = [None] * len(requests)
+        for epochs, positions in by_budget.items():
+            rows = self.run_batch(
+                [requests[p][1] for p in positions], [*horizon, f"{self.epochs_key}={epochs}"]
+            )
+            for position, row in zip(positions, rows, strict=True):
+                scores[position] = self.objective.score(row)
+                self.observed.setdefault(epochs, []).append(
+                    (requests[position][1], scores[position])
+                )
+        return scores
+
+
+class HyperbandSweeper(HalvingSweeper):
+    """Hyperband: brackets of successive halving starting at different budgets."""
+
+    sampler = "hyperband"
+
+    def search(self, space: dict) -> dict | None:
+        brackets = _search().hyperband_brackets(self.min_epochs, self.max_epochs, self.eta)
+        self.pool = self.sampled(space, sum(n for n, _ in brackets))
+        self.space = space
+        keep = [0] if self.configured_point(space) is not None else []
+        result = _search().hyperband(
+            self.propose, self.min_epochs, self.max_epochs, self.eta, self.run_rung, keep=keep
+        )
+        if result.best is None:
+            return None
+        return {k: format_value(v) for k, v in result.points[result.best[0]].items()}
+
+    def propose(self, bracket: int, n: int) -> list[dict]:
+        """The next ``n`` of the seeded distinct draws (configured values first)."""
+        taken, self.pool = self.pool[:n], self.pool[n:]
+        return taken
+
+
+class BOHBSweeper(HyperbandSweeper):
+    """Hyperband whose new configurations come from a TPE model (BOHB): fitted on the
+    largest budget with enough results (more than the space has keys), else random."""
+
+    sampler = "bohb"
+
+    def propose(self, bracket: int, n: int) -> list[dict]:
+        enough = len(self.space) + 1
+        budgets = [b for b, results in self.observed.items() if len(results) > enough]
+        if bracket == 0 or not budgets:
+            return super().propose(bracket, n)
+        results = self.observed[max(budgets)]
+        model = _search().TPEProposer(self.space, self.seed + bracket, n_startup=0)
+        model.observe((p, s) for p, s in results if _inside(self.space, p))
+        return [point for _, point in model.ask(n)]
+
+
+class TPESweeper(_SearchSweeper):
+    """``n_trials`` points proposed by Optuna's TPE sampler (ask/tell), ``batch_size``
+    at a time; the configured values first. The model is rebuilt from the trials'
+    results on every run, which the run store serves: no Optuna database."""
+
+    sampler = "tpe"
+
+    def __init__(self, n_trials: int = 20, batch_size: int = 1, n_startup: int = 8, **kwargs):
+        super().__init__(**kwargs)
+        if n_trials <= 0 or batch_size <= 0:
+            raise ValueError(
+                f"hydra.sweeper.n_trials and batch_size must be > 0, got {n_trials}, {batch_size}"
+            )
+        self.n_trials, self.batch_size, self.n_startup = n_trials, batch_size, n_startup
+
+    def search(self, space: dict) -> dict | None:
+        self.planned = self.n_trials
+        model = _search().TPEProposer(space, self.seed, n_startup=self.n_startup)
+        known: dict[str, float | None] = {}
+        configured = self.configured_point(space)
+        if configured is not None:
+            (row,) = self.run_batch([configured])
+            known[_identity(configured)] = self.objective.score(row)
+            if _inside(space, configured):
+                model.observe([(configured, known[_identity(configured)])])
+        size = _search().space_size(space)
+        while len(known) < self.n_trials and (size is None or len(known) < size):
+            batch = self._ask_new(model, known, min(self.batch_size, self.n_trials - len(known)))
+            if not batch:
+                break
+            rows = self.run_batch([point for _, point in batch])
+            for (ticket, point), row in zip(batch, rows, strict=True):
+                known[_identity(point)] = self.objective.score(row)
+                model.tell(ticket, known[_identity(point)])
+        return self.best_of(self.rows)
+
+    def _ask_new(self, model, known: dict, n: int) -> list[tuple[int, dict]]:
+        """``n`` proposals not tried before; a repeat is told its known score and
+        asked again (a finite space runs out)."""
+        batch = []
+        for _ in range(50 * n):
+            if len(batch) == n:
+                break
+            ((ticket, point),) = model.ask(1)
+            if _identity(point) in known or any(_same(point, p) for _, p in batch):
+                model.tell(ticket, known.get(_identity(point)))
+                continue
+            batch.append((ticket, point))
+        return batch
+
+
+def _identity(point: dict) -> str:
+    return json.dumps({k: format_value(v) for k, v in sorted(point.items())})
+
+
+def _same(one: dict, two: dict) -> bool:
+    return _identity(one) == _identity(two)
+
+
+def _inside(space: dict, point: dict) -> bool:
+    """Whether ``point`` lies in the space (the configured values may not)."""
+    for key, dimension in space.items():
+        value = point[key]
+        if isinstance(dimension, _search().Choice):
+            if value not in dimension.values:
+                return False
+        else:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                return False
+            if not dimension.low <= number <= dimension.high:
+                return False
+    return True

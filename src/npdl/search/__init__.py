@@ -13,6 +13,7 @@ from .halving import (
     successive_halving,
     total_epochs,
 )
+from .hyperband import HyperbandResult, hyperband, hyperband_brackets
 from .leaderboard import (
     LEADERBOARD_COLUMNS,
     format_overrides,
@@ -22,23 +23,38 @@ from .leaderboard import (
     write_leaderboard_md,
 )
 from .objective import Objective
-from .spaces import Choice, Interval, describe_space, grid_points, sample_points
+from .spaces import (
+    Choice,
+    Interval,
+    describe_space,
+    distinct_points,
+    grid_points,
+    sample_points,
+    space_size,
+)
+from .tpe import TPEProposer
 
 __all__ = [
     "LEADERBOARD_COLUMNS",
     "BestTrial",
     "Choice",
     "HalvingResult",
+    "HyperbandResult",
     "Interval",
     "Objective",
+    "TPEProposer",
     "TrialRecord",
     "describe_space",
+    "distinct_points",
     "format_overrides",
     "format_table",
     "grid_points",
     "halving_rungs",
+    "hyperband",
+    "hyperband_brackets",
     "rank_trials",
     "sample_points",
+    "space_size",
     "successive_halving",
     "total_epochs",
     "write_leaderboard_csv",

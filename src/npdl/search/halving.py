@@ -195,6 +195,7 @@ def successive_halving(
     max_epochs: int,
     eta: int,
     run_batch: RunBatch,
+    keep: Sequence[int] = (),
 ) -> HalvingResult:
     """Run successive halving over ``points``.
 
@@ -212,6 +213,9 @@ def successive_halving(
         It returns one score per request, in order: higher is better (e.g. validation
         accuracy); None (or NaN) marks a failed or diverged trial, which is never
         promoted. The same ``(point_index, epochs)`` is never requested twice.
+    keep : sequence of int
+        Point indices promoted at every rung whatever their rank, unless they fail
+        (the configured values: the winner then never scores below them at the top).
 
     Returns
     -------
@@ -261,6 +265,8 @@ def successive_halving(
             best = BestTrial(ranking[0], epochs, score_of[ranking[0]])
         is_last = rung == len(schedule) - 1
         promoted = set() if is_last else set(ranking[: schedule[rung + 1][0]])
+        if not is_last:
+            promoted |= {index for index in keep if score_of.get(index) is not None}
         records.extend(
             TrialRecord(rung, index, epochs, score_of[index], index in promoted)
             for index in survivors

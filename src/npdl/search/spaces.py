@@ -13,8 +13,10 @@ overrides of one trial. Values of a :class:`Choice` are opaque: a list such as
 ``[512, 256]`` is one value, never expanded.
 
 :func:`grid_points` enumerates every point of a space of choices; :func:`sample_points`
-draws seeded random points from any space, such that asking for more points only
-adds points (the first ``k`` of ``n`` samples are the ``k`` samples of a run with
+draws seeded random points from any space (independent draws, as the course's random
+search), and :func:`distinct_points` draws points that never repeat (what the sweepers
+use: a finite space is drawn without replacement). Both are prefix-stable: asking for
+more points only adds points (the first ``k`` of ``n`` are the points of a run with
 ``n = k``), so growing ``n_trials`` reuses every trial already run.
 """
 
@@ -235,6 +237,58 @@ def sample_points(space: Space, n: int, rng: np.random.Generator | int) -> list[
             else:
                 point[key] = dimension.sample(rng)
         points.append(point)
+    return points
+
+
+def space_size(space: Space) -> int | None:
+    """The number of points of a space of choices; None if it has an interval."""
+    _checked_space(space)
+    if not all(isinstance(dimension, Choice) for dimension in space.values()):
+        return None
+    return math.prod(len(dimension.values) for dimension in space.values())
+
+
+def distinct_points(space: Space, n: int, rng: np.random.Generator | int) -> list[dict[str, Any]]:
+    """Draw up to ``n`` random points, no point twice.
+
+    A finite space (choices only) is drawn without replacement, in a seeded random
+    order of its grid: asking for ``n >= space_size(space)`` points gives every point
+    once (fewer than ``n``). A space with an interval is drawn as by
+    :func:`sample_points`, a repeated point skipped. Either way the same seed gives the
+    same points and the first ``k`` of ``n`` are the points of a run with ``n = k``.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`sample_points`.
+    """
+    _checked_space(space)
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"the number of points to sample must be an int >= 1, got n={n!r}")
+    if rng is None:
+        raise TypeError("distinct_points needs a seed or a numpy.random.Generator, got rng=None")
+    rng = np.random.default_rng(rng)
+    size = space_size(space)
+    if size is not None:
+        keys = list(space)
+        radices = [len(space[key].values) for key in keys]
+        points = []
+        for index in rng.permutation(size)[: int(n)].tolist():
+            # Mixed-radix digits of the grid index, the last key varying fastest.
+            digits = []
+            for radix in reversed(radices):
+                index, digit = divmod(index, radix)
+                digits.append(digit)
+            values = [space[key].values[d] for key, d in zip(keys, reversed(digits), strict=True)]
+            points.append(dict(zip(keys, values, strict=True)))
+        return points
+    points, seen = [], set()
+    while len(points) < n:
+        (point,) = sample_points(space, 1, rng)
+        identity = repr(sorted(point.items()))
+        if identity not in seen:
+            seen.add(identity)
+            points.append(point)
     return points
 
 
