@@ -12,7 +12,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from configuration import SHORTCUTS
-from npdl.config import SAMPLERS, PipelineConfig, searched_space
+from npdl.config import MULTI_FIDELITY, SAMPLERS, PipelineConfig, searched_space
 from npdl.threads import set_num_threads, threads_per_worker
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -66,11 +66,13 @@ def sweep_command(cfg: PipelineConfig, sweep_dir, forwarded=()) -> list[str]:
     args += [f"hydra.sweeper.seed={tune.seed}", f"hydra.sweeper.metric={tune.metric}"]
     args += [f"hydra.sweeper.fail_fast={str(tune.fail_fast).lower()}"]
     args += [f"solver.train_fraction={tune.train_fraction}", "tune.keep_trial_models=false"]
-    if tune.sampler in ("halving", "hyperband", "bohb"):
+    if tune.sampler in MULTI_FIDELITY:
         args += [f"hydra.sweeper.eta={tune.eta}", f"hydra.sweeper.min_epochs={tune.min_epochs}"]
-        args += [f"hydra.sweeper.max_epochs={tune.epochs}"]
-        if tune.sampler == "halving":
+        args += [f"hydra.sweeper.max_epochs={tune.epochs}", f"hydra.sweeper.audit={tune.audit}"]
+        if tune.sampler in ("halving", "asha"):
             args.append(f"hydra.sweeper.n_configs={tune.n_trials}")
+        if tune.sampler == "asha":
+            args.append(f"hydra.sweeper.workers={tune.n_jobs}")
     else:
         args.append(f"solver.epochs={tune.epochs}")
         if tune.sampler in ("random", "tpe"):

@@ -20,7 +20,7 @@ from common import PROJECT_ROOT, project_path, run_dir, stage_main
 from launching import sweep_command
 from npdl.config import PipelineConfig, searched_space
 from npdl.io import load_json, save_json
-from npdl.search.report import write_search_report
+from npdl.search.report import read_leaderboard, tune_metrics, write_search_report
 
 REPORTS = ("leaderboard.csv", "leaderboard.md", "best_overrides.json")
 
@@ -31,6 +31,7 @@ def run(cfg: PipelineConfig) -> dict:
     if not cfg.tune.enabled:
         shutil.rmtree(out, ignore_errors=True)
         save_json(out / "best_overrides.json", best := {"sampler": "disabled", "overrides": {}})
+        save_json(metrics / "tune.json", tune_metrics(best, []))
         write_search_report(None, {}, metrics, pictures)
         print("tuning disabled: training with the configured hyperparameters")
         return best
@@ -48,7 +49,9 @@ def run(cfg: PipelineConfig) -> dict:
         shutil.copyfile(sweep_dir / name, out / f".{name}.tmp")
         (out / f".{name}.tmp").replace(out / name)
     write_search_report(out / "leaderboard.csv", searched_space(cfg.tune), metrics, pictures)
-    if not (best := load_json(out / "best_overrides.json"))["overrides"]:
+    best = load_json(out / "best_overrides.json")
+    save_json(metrics / "tune.json", tune_metrics(best, read_leaderboard(out / "leaderboard.csv")))
+    if not best["overrides"]:
         raise RuntimeError(f"no trial of the search succeeded; see {sweep_dir}")
     return best
 

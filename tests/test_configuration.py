@@ -162,3 +162,21 @@ def test_no_library_file_is_over_500_lines_and_no_stage_over_80():
     stages = ["prepare_split", "normalize", "tune", "train", "evaluate"]
     lengths = {s: len((ROOT / "stages" / f"{s}.py").read_text().splitlines()) for s in stages}
     assert {s: n for s, n in lengths.items() if n > 80} == {}
+
+
+@pytest.mark.parametrize("sampler", ["hyperband", "tpe", "bohb"])
+def test_the_model_based_and_multi_fidelity_samplers_are_choices_of_the_tune_stage(sampler):
+    from launching import sweep_command
+
+    cfg = to_pipeline_config(composed([f"tune.sampler={sampler}"]))
+    command = sweep_command(cfg, "/tmp/sweep")
+    assert f"hydra/sweeper=npdl_{sampler}" in command
+    assert any(a.startswith("hydra.sweeper.n_trials=") for a in command) == (sampler == "tpe")
+
+
+def test_an_audit_is_refused_for_a_sampler_without_rungs():
+    with pytest.raises(
+        ConfigError, match=r"tune.audit=2 is not allowed: expected 0 for tune.sampler=random"
+    ):
+        to_pipeline_config(composed(["tune=random", "tune.audit=2"]))
+    assert to_pipeline_config(composed(["tune.audit=2"])).tune.audit == 2

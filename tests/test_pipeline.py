@@ -133,6 +133,12 @@ def test_repro_runs_every_stage_and_writes_every_output(project):
     best = read_json(repo / "models/tune/best_overrides.json")["overrides"]
     assert float(best["optimizer.lr"]) == model.metadata["config"]["optimizer"]["lr"]
     assert float(best["model.dropout"]) == model.metadata["config"]["model"]["dropout"]
+    # The search's figures are a DVC metric: sampler, trials, rank agreement.
+    tune = read_json(repo / "metrics/tune.json")
+    assert tune["sampler"] == "halving" and tune["trials"] == len(board) - 2
+    assert "spearman_1_to_2" in tune and tune["best_val_acc"] == pytest.approx(
+        float(board[1].split(",")[-5]), abs=1
+    )
     # Nothing of Hydra's lands in the project.
     assert not (repo / "outputs").exists() and not (repo / ".hydra").exists()
 

@@ -560,3 +560,66 @@ def test_bohb_proposes_from_the_model_after_its_first_bracket(data_dir, tmp_path
     assert {k: float(v) for k, v in best["overrides"].items()} == {
         k: float(v) for k, v in (i.split("=", 1) for i in top["overrides"].split())
     }
+
+
+def test_halving_reports_rank_agreement_and_audits_eliminated_trials(data_dir, tmp_path):
+    out = run_sweep(
+        data_dir,
+        tmp_path / "cache",
+        tmp_path / "h",
+        "npdl_halving",
+        "hydra.sweeper.n_configs=9",
+        "hydra.sweeper.eta=3",
+        "hydra.sweeper.min_epochs=1",
+        "hydra.sweeper.max_epochs=3",
+        "hydra.sweeper.audit=2",
+        *SPACE,
+    )
+    rows = leaderboard(tmp_path / "h")
+    best = json.loads((tmp_path / "h" / "best_overrides.json").read_text())
+    (pair,) = best["fidelity"]
+    at = rows_by_epochs(rows)
+    assert pair["from_epochs"] == 1 and pair["to_epochs"] == 3 and pair["n"] == len(at[3])
+    # The audit trained 2 eliminated configurations to 3 epochs, kept out of the board.
+    assert best["audit"]["trained"] == 2 and 0 <= best["audit"]["beat_winner"] <= 2
+    audited = {json.dumps(t["overrides"], sort_keys=True) for t in best["audit"]["trials"]}
+    assert len(audited) == 2 and len(at[3]) in (3, 4)  # top third (+ the configured values)
+    assert CONFIGURED in {r["overrides"] for r in at[3]}
+    assert "Rank agreement between budgets" in (tmp_path / "h" / "leaderboard.md").read_text()
+    warned = "predicts the 3-epoch one poorly" in out
+    assert warned == (pair["spearman"] is not None and pair["spearman"] < 0.5)
+
+
+ASHA = (
+    "npdl_asha",
+    "hydra.sweeper.n_configs=6",
+    "hydra.sweeper.eta=3",
+    "hydra.sweeper.min_epochs=1",
+    "hydra.sweeper.max_epochs=3",
+    "hydra.sweeper.workers=2",
+    *SPACE,
+)
+
+
+def test_asha_schedule_depends_on_workers_not_on_how_the_launcher_runs_them(data_dir, tmp_path):
+    run_sweep(data_dir, tmp_path / "c1", tmp_path / "basic", *ASHA)
+    run_sweep(
+        data_dir,
+        tmp_path / "c2",
+        tmp_path / "joblib",
+        *ASHA,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+    )
+    assert len({e["pid"] for e in events(tmp_path / "c2", "store")}) == 2  # two processes
+    keep = ("rank", "overrides", "val_acc", "epochs", "status")
+    basic, joblib = leaderboard(tmp_path / "basic"), leaderboard(tmp_path / "joblib")
+    assert [{k: r[k] for k in keep} for r in basic] == [{k: r[k] for k in keep} for r in joblib]
+    # Promotions happened before the first rung was complete: the first promotion's
+    # store event comes before the last first-rung configuration's.
+    stores = [(e["epochs"], e["lineage"]) for e in events(tmp_path / "c1", "store")]
+    first_promotion = next(i for i, (epochs, _) in enumerate(stores) if epochs == 3)
+    last_new = max(i for i, (epochs, _) in enumerate(stores) if epochs == 1)
+    assert first_promotion < last_new
+    best = json.loads((tmp_path / "basic" / "best_overrides.json").read_text())
+    assert best["sampler"] == "asha" and best["overrides"]

@@ -192,6 +192,9 @@ class TuneConfig:
     eta: int = 2
     train_fraction: float = 0.25
     metric: str = "val_acc"
+    #: Multi-fidelity samplers: eliminated configurations trained to ``epochs`` after
+    #: the search, reporting how many beat the winner (``metrics/tune.json``).
+    audit: int = 0
     n_jobs: int = 1
     fail_fast: bool = False
     keep_trial_models: bool = True
@@ -236,7 +239,9 @@ def searched_space(tune: TuneConfig) -> dict[str, str]:
 
 
 NORMALIZE_METHODS = ("standardize", "zca")
-SAMPLERS = ("grid", "random", "halving", "hyperband", "tpe", "bohb")
+SAMPLERS = ("grid", "random", "halving", "asha", "hyperband", "tpe", "bohb")
+#: Samplers that compare configurations at growing budgets (rungs).
+MULTI_FIDELITY = ("halving", "asha", "hyperband", "bohb")
 
 
 def _check(condition: bool, key: str, value, expected: str) -> None:
@@ -383,5 +388,12 @@ def validate_config(cfg: PipelineConfig) -> PipelineConfig:
     )
     _one_of("tune.metric", tune.metric, ("val_acc", "val_loss"))
     _check(tune.n_jobs >= 1, "tune.n_jobs", tune.n_jobs, ">= 1")
+    _check(tune.audit >= 0, "tune.audit", tune.audit, ">= 0")
+    _check(
+        tune.audit == 0 or tune.sampler in MULTI_FIDELITY,
+        "tune.audit",
+        tune.audit,
+        f"0 for tune.sampler={tune.sampler} (an audit checks {', '.join(MULTI_FIDELITY)})",
+    )
     _check(cfg.evaluate.batch_size > 0, "evaluate.batch_size", cfg.evaluate.batch_size, "> 0")
     return cfg

@@ -1,6 +1,7 @@
-"""npdl's Hydra sweepers: grid search, seeded random search and successive halving.
+"""npdl's Hydra sweepers: grid, seeded random, successive halving, Hyperband, TPE and
+BOHB, all over one run store and one objective.
 
-Select them with ``hydra/sweeper=npdl_grid``, ``hydra/sweeper=npdl_random`` or
-``hydra/sweeper=npdl_halving``;
-they launch trials through whatever ``hydra/launcher`` is configured.
+Select them with ``hydra/sweeper=npdl_grid``, ``npdl_random``, ``npdl_halving``,
+``npdl_hyperband``, ``npdl_tpe`` or ``npdl_bohb``; they launch trials through whatever
+``hydra/launcher`` is configured.
 """

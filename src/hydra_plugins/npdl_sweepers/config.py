@@ -47,7 +47,7 @@ class HalvingSweeperConf(SearchConf):
     1/``eta`` go on to ``eta`` times the epochs (resumed, not retrained), up to
     ``max_epochs``."""
 
-    _target_: str = "hydra_plugins.npdl_sweepers.sweepers.HalvingSweeper"
+    _target_: str = "hydra_plugins.npdl_sweepers.rungs.HalvingSweeper"
     n_configs: int = 27
     eta: int = 3
     min_epochs: int = 1
@@ -56,6 +56,18 @@ class HalvingSweeperConf(SearchConf):
     #: so a promoted trial continues the learning-rate curve it started on).
     epochs_key: str = "solver.epochs"
     horizon_key: Optional[str] = "solver.schedule_epochs"
+    #: Eliminated configurations trained to max_epochs afterwards, to count how many
+    #: would have beaten the winner (a check of the early rungs' judgement).
+    audit: int = 0
+
+
+@dataclass
+class AshaSweeperConf(HalvingSweeperConf):
+    """Asynchronous successive halving: ``workers`` jobs per batch (the launcher's
+    parallel jobs), promoting a trial as soon as it ranks in the top 1/eta so far."""
+
+    _target_: str = "hydra_plugins.npdl_sweepers.rungs.AshaSweeper"
+    workers: int = 1
 
 
 @dataclass
@@ -63,12 +75,15 @@ class HyperbandSweeperConf(SearchConf):
     """Hyperband: brackets of successive halving from ``min_epochs`` (most aggressive)
     to ``max_epochs`` (no halving), each bracket's promotions resumed."""
 
-    _target_: str = "hydra_plugins.npdl_sweepers.sweepers.HyperbandSweeper"
+    _target_: str = "hydra_plugins.npdl_sweepers.rungs.HyperbandSweeper"
     eta: int = 3
     min_epochs: int = 1
     max_epochs: int = 27
     epochs_key: str = "solver.epochs"
     horizon_key: Optional[str] = "solver.schedule_epochs"
+    #: Eliminated configurations trained to max_epochs afterwards, to count how many
+    #: would have beaten the winner (a check of the early rungs' judgement).
+    audit: int = 0
 
 
 @dataclass
@@ -76,7 +91,7 @@ class BOHBSweeperConf(HyperbandSweeperConf):
     """Hyperband with new configurations from a TPE model of the largest budget that
     has enough results (BOHB)."""
 
-    _target_: str = "hydra_plugins.npdl_sweepers.sweepers.BOHBSweeper"
+    _target_: str = "hydra_plugins.npdl_sweepers.rungs.BOHBSweeper"
 
 
 @dataclass
@@ -84,7 +99,7 @@ class TPESweeperConf(SearchConf):
     """``n_trials`` proposals of Optuna's TPE sampler, ``batch_size`` at a time (the
     launcher's parallel jobs), after ``n_startup`` random ones."""
 
-    _target_: str = "hydra_plugins.npdl_sweepers.sweepers.TPESweeper"
+    _target_: str = "hydra_plugins.npdl_sweepers.tpe.TPESweeper"
     n_trials: int = 20
     batch_size: int = 1
     n_startup: int = 8
@@ -94,6 +109,7 @@ for name, node in [
     ("npdl_grid", GridSweeperConf),
     ("npdl_random", RandomSweeperConf),
     ("npdl_halving", HalvingSweeperConf),
+    ("npdl_asha", AshaSweeperConf),
     ("npdl_hyperband", HyperbandSweeperConf),
     ("npdl_bohb", BOHBSweeperConf),
     ("npdl_tpe", TPESweeperConf),

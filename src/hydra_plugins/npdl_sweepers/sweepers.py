@@ -1,4 +1,5 @@
-"""Grid, random and successive-halving sweepers on Hydra's Sweeper interface.
+"""Hydra sweepers of npdl: the shared machinery, grid and random search (here),
+successive halving, Hyperband and BOHB (``rungs.py``), TPE (``tpe.py``).
 
 The search space comes from the command line (or ``hydra.sweeper.params``) in Hydra's
 override grammar: ``choice(...)``, ``range(...)``, ``a,b,c``, ``interval(a,b)``,
@@ -110,6 +111,7 @@ class _SearchSweeper(Sweeper):
         #: budget (epochs) -> [(point, score)] of every trial run at it (multi-fidelity).
         self.observed: dict[int, list[tuple[dict, float | None]]] = {}
         self.planned: int | None = None  # trials the search will run, where known
+        self.audit: dict | None = None  # eliminated trials trained to the top (audit)
         self.progress: tqdm | None = None
         self.job_index = 0
 
@@ -249,12 +251,33 @@ class _SearchSweeper(Sweeper):
         return OmegaConf.to_container(parsed) if OmegaConf.is_config(parsed) else parsed
 
     def report(self, sweep_dir: Path, best: dict | None) -> None:
+        fidelity = _search().fidelity
         ranked = _search().rank_trials(self.rows, self.objective)
+        correlations = fidelity.rung_correlations(self.rows, self.objective)
+        footer = ""
+        if correlations:
+            text = fidelity.describe(correlations)
+            footer = "Rank agreement between budgets (Spearman):\n\n" + "\n".join(
+                f"- {line}" for line in text.splitlines()
+            )
+            log.info("rank agreement between budgets:\n%s", text)
+            for c in correlations:
+                if c["spearman"] is not None and c["spearman"] < fidelity.WARN_BELOW:
+                    log.warning(
+                        "the %d-epoch ranking predicts the %d-epoch one poorly (Spearman %.2f "
+                        "< %.1f): the first rungs may eliminate the best trials; consider a "
+                        "larger min_epochs",
+                        c["from_epochs"],
+                        c["to_epochs"],
+                        c["spearman"],
+                        fidelity.WARN_BELOW,
+                    )
         _search().write_leaderboard_csv(sweep_dir / "leaderboard.csv", ranked)
         _search().write_leaderboard_md(
             sweep_dir / "leaderboard.md",
             ranked,
             title=f"{self.sampler} search: {len(ranked)} trials",
+            footer=footer,
         )
         hits = sum(row["cache_hit"] for row in self.rows)
         save_json(
@@ -271,6 +294,8 @@ class _SearchSweeper(Sweeper):
                     for row in self.rows
                     if not row["cache_hit"]
                 ),
+                "fidelity": correlations,
+                "audit": self.audit,
             },
         )
         print(_search().format_table(ranked, top=10), flush=True)
@@ -313,149 +338,6 @@ class RandomSweeper(_SearchSweeper):
         points = self.sampled(space, self.n_trials)
         self.planned = len(points)
         return self.best_of(self.run_batch(points))
-
-
-class HalvingSweeper(_SearchSweeper):
-    """Successive halving; each rung is one launcher batch, promotions resume."""
-
-    sampler = "halving"
-
-    def __init__(
-        self,
-        n_configs: int = 27,
-        eta: int = 3,
-        min_epochs: int = 1,
-        max_epochs: int = 27,
-        epochs_key: str = "solver.epochs",
-        horizon_key: str | None = "solver.schedule_epochs",
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        if n_configs <= 0:
-            raise ValueError(f"hydra.sweeper.n_configs must be > 0, got {n_configs}")
-        self.n_configs, self.eta = n_configs, eta
-        self.min_epochs, self.max_epochs = min_epochs, max_epochs
-        self.epochs_key, self.horizon_key = epochs_key, horizon_key
-
-    def search(self, space: dict) -> dict | None:
-        points = self.sampled(space, self.n_configs)
-        keep = [0] if self.configured_point(space) is not None else []
-        result = _search().successive_halving(
-            points, self.min_epochs, self.max_epochs, self.eta, self.run_rung, keep=keep
-        )
-        if result.best is None:
-            return None
-        return {k: format_value(v) for k, v in points[result.best[0]].items()}
-
-    def run_rung(self, requests: list[tuple[int, dict, int]]) -> list[float | None]:
-        """Train each ``(index, point, epochs)`` request (one launcher batch per budget,
-        all on the schedule horizon of ``max_epochs``); scores, higher is better."""
-        horizon = [f"{self.horizon_key}={self.max_epochs}"] if self.horizon_key else []
-        by_budget: dict[int, list[int]] = {}
-        for position, (_, _, epochs) in enumerate(requests):
-            by_budget.setdefault(epochs, []).append(position)
-        scores: list[float | None] = [None] * len(requests)
-        for epochs, positions in by_budget.items():
-            rows = self.run_batch(
-                [requests[p][1] for p in positions], [*horizon, f"{self.epochs_key}={epochs}"]
-            )
-            for position, row in zip(positions, rows, strict=True):
-                scores[position] = self.objective.score(row)
-                self.observed.setdefault(epochs, []).append(
-                    (requests[position][1], scores[position])
-                )
-        return scores
-
-
-class HyperbandSweeper(HalvingSweeper):
-    """Hyperband: brackets of successive halving starting at different budgets."""
-
-    sampler = "hyperband"
-
-    def search(self, space: dict) -> dict | None:
-        brackets = _search().hyperband_brackets(self.min_epochs, self.max_epochs, self.eta)
-        self.pool = self.sampled(space, sum(n for n, _ in brackets))
-        self.space = space
-        keep = [0] if self.configured_point(space) is not None else []
-        result = _search().hyperband(
-            self.propose, self.min_epochs, self.max_epochs, self.eta, self.run_rung, keep=keep
-        )
-        if result.best is None:
-            return None
-        return {k: format_value(v) for k, v in result.points[result.best[0]].items()}
-
-    def propose(self, bracket: int, n: int) -> list[dict]:
-        """The next ``n`` of the seeded distinct draws (configured values first)."""
-        taken, self.pool = self.pool[:n], self.pool[n:]
-        return taken
-
-
-class BOHBSweeper(HyperbandSweeper):
-    """Hyperband whose new configurations come from a TPE model (BOHB): fitted on the
-    largest budget with enough results (more than the space has keys), else random."""
-
-    sampler = "bohb"
-
-    def propose(self, bracket: int, n: int) -> list[dict]:
-        enough = len(self.space) + 1
-        budgets = [b for b, results in self.observed.items() if len(results) > enough]
-        if bracket == 0 or not budgets:
-            return super().propose(bracket, n)
-        results = self.observed[max(budgets)]
-        model = _search().TPEProposer(self.space, self.seed + bracket, n_startup=0)
-        model.observe((p, s) for p, s in results if _inside(self.space, p))
-        return [point for _, point in model.ask(n)]
-
-
-class TPESweeper(_SearchSweeper):
-    """``n_trials`` points proposed by Optuna's TPE sampler (ask/tell), ``batch_size``
-    at a time; the configured values first. The model is rebuilt from the trials'
-    results on every run, which the run store serves: no Optuna database."""
-
-    sampler = "tpe"
-
-    def __init__(self, n_trials: int = 20, batch_size: int = 1, n_startup: int = 8, **kwargs):
-        super().__init__(**kwargs)
-        if n_trials <= 0 or batch_size <= 0:
-            raise ValueError(
-                f"hydra.sweeper.n_trials and batch_size must be > 0, got {n_trials}, {batch_size}"
-            )
-        self.n_trials, self.batch_size, self.n_startup = n_trials, batch_size, n_startup
-
-    def search(self, space: dict) -> dict | None:
-        self.planned = self.n_trials
-        model = _search().TPEProposer(space, self.seed, n_startup=self.n_startup)
-        known: dict[str, float | None] = {}
-        configured = self.configured_point(space)
-        if configured is not None:
-            (row,) = self.run_batch([configured])
-            known[_identity(configured)] = self.objective.score(row)
-            if _inside(space, configured):
-                model.observe([(configured, known[_identity(configured)])])
-        size = _search().space_size(space)
-        while len(known) < self.n_trials and (size is None or len(known) < size):
-            batch = self._ask_new(model, known, min(self.batch_size, self.n_trials - len(known)))
-            if not batch:
-                break
-            rows = self.run_batch([point for _, point in batch])
-            for (ticket, point), row in zip(batch, rows, strict=True):
-                known[_identity(point)] = self.objective.score(row)
-                model.tell(ticket, known[_identity(point)])
-        return self.best_of(self.rows)
-
-    def _ask_new(self, model, known: dict, n: int) -> list[tuple[int, dict]]:
-        """``n`` proposals not tried before; a repeat is told its known score and
-        asked again (a finite space runs out)."""
-        batch = []
-        for _ in range(50 * n):
-            if len(batch) == n:
-                break
-            ((ticket, point),) = model.ask(1)
-            if _identity(point) in known or any(_same(point, p) for _, p in batch):
-                model.tell(ticket, known.get(_identity(point)))
-                continue
-            batch.append((ticket, point))
-        return batch
 
 
 def _identity(point: dict) -> str:

@@ -5,6 +5,8 @@ Trials are training runs of :mod:`npdl.run` (and its run store), launched throug
 train stage; neither package imports the other.
 """
 
+from . import fidelity
+from .asha import AshaResult, asha, asha_budgets
 from .halving import (
     BestTrial,
     HalvingResult,
@@ -36,6 +38,7 @@ from .tpe import TPEProposer
 
 __all__ = [
     "LEADERBOARD_COLUMNS",
+    "AshaResult",
     "BestTrial",
     "Choice",
     "HalvingResult",
@@ -44,8 +47,11 @@ __all__ = [
     "Objective",
     "TPEProposer",
     "TrialRecord",
+    "asha",
+    "asha_budgets",
     "describe_space",
     "distinct_points",
+    "fidelity",
     "format_overrides",
     "format_table",
     "grid_points",

@@ -206,11 +206,13 @@ def write_leaderboard_md(
     ranked_rows: Sequence[Mapping],
     top: int | None = 10,
     title: str = "Hyperparameter search leaderboard",
+    footer: str = "",
 ) -> None:
     """Write the ``top`` best rows as a Markdown (GitHub) table, atomically.
 
-    The file is ``# title``, a line saying how many trials are shown, and the table;
-    overrides are shown as code, numbers rounded as in :func:`format_table`.
+    The file is ``# title``, a line saying how many trials are shown, the table and
+    ``footer`` (Markdown) if given; overrides are shown as code, numbers rounded as in
+    :func:`format_table`.
     """
     shown = _top_rows(ranked_rows, top)
     lines = [f"# {title}", ""]
@@ -233,5 +235,7 @@ def write_leaderboard_md(
             if row["overrides"]:
                 cells["overrides"] = "`" + cells["overrides"].replace("|", "\\|") + "`"
             lines.append("| " + " | ".join(cells[column] for column in LEADERBOARD_COLUMNS) + " |")
+    if footer:
+        lines += ["", footer]
     with atomic_write(path, "w") as handle:
         handle.write("\n".join(lines) + "\n")

@@ -159,3 +159,24 @@ def write_search_report(
         table, columns, plots_dir / "tune_hyperparameters.png", log_columns
     )
     plots.parallel_coordinates(long_rows, columns, plots_dir / "tune_parallel.png")
+
+
+def tune_metrics(best_overrides: Mapping[str, Any], leaderboard_rows: Sequence[Mapping]) -> dict:
+    """The search's figures for ``metrics/tune.json`` (a DVC metric): sampler, trials,
+    epochs trained, the best metric, the rank agreement between consecutive budgets
+    (``spearman_<a>_to_<b>``) and the audit's count."""
+    metric = best_overrides.get("metric", "val_acc")
+    out: dict[str, Any] = {
+        "sampler": best_overrides.get("sampler"),
+        "trials": best_overrides.get("trials", 0),
+        "epochs_trained": best_overrides.get("epochs_trained", 0),
+    }
+    ok = [row for row in leaderboard_rows if row.get("status") == "ok"]
+    if ok:
+        out[f"best_{metric}"] = float(ok[0][metric])
+    for c in best_overrides.get("fidelity") or []:
+        out[f"spearman_{c['from_epochs']}_to_{c['to_epochs']}"] = c["spearman"]
+    audit = best_overrides.get("audit")
+    if audit:
+        out["audit_trained"], out["audit_beat_winner"] = audit["trained"], audit["beat_winner"]
+    return out

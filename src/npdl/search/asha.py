@@ -1,0 +1,144 @@
+"""Asynchronous successive halving (ASHA, Li et al. 2018): promote without rung barriers.
+
+Synchronous halving waits for a whole rung before promoting anyone, so with ``n``
+workers the last trials of a rung leave the others idle. Here every free worker takes
+the most advanced job available: a trial that ranks in the top ``1/eta`` of its rung
+*so far* is promoted at once; otherwise a new configuration starts at the first rung.
+Jobs go out in batches of ``workers`` (one launcher batch each), so the same
+``workers`` gives the same schedule; another number of workers promotes at other
+moments and can reach another winner (the rankings "so far" differ).
+
+Epoch counts are totals, as in :mod:`.halving`: a promoted trial resumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .halving import BestTrial, RunBatch, TrialRecord, _checked_score, _positive_int
+
+
+def asha_budgets(min_epochs: int, max_epochs: int, eta: int) -> list[int]:
+    """The rungs' epochs: ``min_epochs * eta**k`` below ``max_epochs``, then ``max_epochs``."""
+    min_epochs = _positive_int("min_epochs", min_epochs, 1)
+    max_epochs = _positive_int("max_epochs", max_epochs, 1)
+    eta = _positive_int("eta", eta, 2)
+    if min_epochs > max_epochs:
+        raise ValueError(f"min_epochs must be <= max_epochs, got {min_epochs} > {max_epochs}")
+    budgets = [min_epochs]
+    while budgets[-1] < max_epochs:
+        budgets.append(min(budgets[-1] * eta, max_epochs))
+    return budgets
+
+
+@dataclass(frozen=True)
+class AshaResult:
+    """What :func:`asha` did: every trial in launch order, and the best at the top."""
+
+    budgets: list[int]
+    records: list[TrialRecord]
+    best: BestTrial | None
+
+    @property
+    def epochs_spent(self) -> int:
+        reached: dict[int, int] = {}
+        total = 0
+        for record in self.records:
+            total += record.epochs - reached.get(record.point_index, 0)
+            reached[record.point_index] = record.epochs
+        return total
+
+
+def asha(
+    points: Sequence[dict],
+    min_epochs: int,
+    max_epochs: int,
+    eta: int,
+    run_batch: RunBatch,
+    workers: int = 1,
+    keep: Sequence[int] = (),
+) -> AshaResult:
+    """Run asynchronous successive halving over ``points`` on ``workers`` slots.
+
+    Parameters
+    ----------
+    points, min_epochs, max_epochs, eta, run_batch, keep
+        As for :func:`~npdl.search.halving.successive_halving` (``keep``: promoted
+        whenever they finish a rung).
+    workers : int
+        Jobs per batch (the launcher's parallel jobs).
+
+    Returns
+    -------
+    AshaResult
+        ``records[i].promoted`` says whether that trial went on. The run ends when
+        every point has started and no trial can be promoted; if nothing reached
+        ``max_epochs`` by then, the best of the highest rung is trained to it.
+    """
+    workers = _positive_int("workers", workers, 1)
+    budgets = asha_budgets(min_epochs, max_epochs, eta)
+    scores: list[dict[int, float | None]] = [{} for _ in budgets]  # rung -> index -> score
+    promoted: list[set[int]] = [set() for _ in budgets]
+    records: list[TrialRecord] = []
+    next_point = 0
+    while True:
+        batch: list[tuple[int, int]] = []  # (rung, point index)
+        for _ in range(workers):
+            job = _promotion(scores, promoted, budgets, eta, keep, batch)
+            if job is None and next_point < len(points):
+                job, next_point = (0, next_point), next_point + 1
+            if job is None:
+                break
+            if job[0] > 0:
+                promoted[job[0] - 1].add(job[1])
+            batch.append(job)
+        if not batch:
+            batch = _finish(scores, promoted)
+        if not batch:
+            break
+        results = list(run_batch([(index, points[index], budgets[rung]) for rung, index in batch]))
+        if len(results) != len(batch):
+            raise ValueError(f"run_batch returned {len(results)} scores for {len(batch)} requests")
+        for (rung, index), score in zip(batch, results, strict=True):
+            scores[rung][index] = _checked_score(score, (index, points[index], budgets[rung]))
+            records.append(TrialRecord(rung, index, budgets[rung], scores[rung][index], False))
+    records = [
+        TrialRecord(r.rung, r.point_index, r.epochs, r.score, r.point_index in promoted[r.rung])
+        for r in records
+    ]
+    top = {i: s for i, s in scores[-1].items() if s is not None}
+    best = None
+    if top:
+        index = min(top, key=lambda i: (-top[i], i))
+        best = BestTrial(index, budgets[-1], top[index])
+    return AshaResult(budgets, records, best)
+
+
+def _finish(scores, promoted) -> list[tuple[int, int]]:
+    """With every point started and nothing to promote, but nothing yet at the top
+    budget (too few configurations to fill the upper rungs): the best of the highest
+    rung reached has nothing left to compete against and is trained to the end."""
+    top = len(scores) - 1
+    if any(s is not None for s in scores[top].values()):
+        return []
+    for rung in range(top - 1, -1, -1):
+        done = {i: s for i, s in scores[rung].items() if s is not None and i not in promoted[rung]}
+        if done:
+            index = min(done, key=lambda i: (-done[i], i))
+            promoted[rung].add(index)
+            return [(top, index)]
+    return []
+
+
+def _promotion(scores, promoted, budgets, eta, keep, batch) -> tuple[int, int] | None:
+    """The highest-rung promotion available now, or None."""
+    busy = {index for _, index in batch}
+    for rung in range(len(budgets) - 2, -1, -1):
+        done = {i: s for i, s in scores[rung].items() if s is not None}
+        ranked = sorted(done, key=lambda i: (-done[i], i))
+        eligible = ranked[: len(scores[rung]) // eta] + [i for i in keep if i in done]
+        for index in eligible:
+            if index not in promoted[rung] and index not in busy:
+                return rung + 1, index
+    return None
