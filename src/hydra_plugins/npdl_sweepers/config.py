@@ -42,13 +42,10 @@ class RandomSweeperConf(SearchConf):
 
 
 @dataclass
-class HalvingSweeperConf(SearchConf):
-    """Successive halving: ``n_configs`` random points at ``min_epochs``; the best
-    1/``eta`` go on to ``eta`` times the epochs (resumed, not retrained), up to
-    ``max_epochs``."""
+class RungsConf(SearchConf):
+    """What every multi-fidelity search takes: budgets from ``min_epochs`` to
+    ``max_epochs``, growing by ``eta``."""
 
-    _target_: str = "hydra_plugins.npdl_sweepers.rungs.HalvingSweeper"
-    n_configs: int = 27
     eta: int = 3
     min_epochs: int = 1
     max_epochs: int = 27
@@ -62,6 +59,16 @@ class HalvingSweeperConf(SearchConf):
 
 
 @dataclass
+class HalvingSweeperConf(RungsConf):
+    """Successive halving: ``n_configs`` random points at ``min_epochs``; the best
+    1/``eta`` go on to ``eta`` times the epochs (resumed, not retrained), up to
+    ``max_epochs``."""
+
+    _target_: str = "hydra_plugins.npdl_sweepers.rungs.HalvingSweeper"
+    n_configs: int = 27
+
+
+@dataclass
 class AshaSweeperConf(HalvingSweeperConf):
     """Asynchronous successive halving: ``workers`` jobs per batch (the launcher's
     parallel jobs), promoting a trial as soon as it ranks in the top 1/eta so far."""
@@ -71,19 +78,11 @@ class AshaSweeperConf(HalvingSweeperConf):
 
 
 @dataclass
-class HyperbandSweeperConf(SearchConf):
+class HyperbandSweeperConf(RungsConf):
     """Hyperband: brackets of successive halving from ``min_epochs`` (most aggressive)
     to ``max_epochs`` (no halving), each bracket's promotions resumed."""
 
     _target_: str = "hydra_plugins.npdl_sweepers.rungs.HyperbandSweeper"
-    eta: int = 3
-    min_epochs: int = 1
-    max_epochs: int = 27
-    epochs_key: str = "solver.epochs"
-    horizon_key: Optional[str] = "solver.schedule_epochs"
-    #: Eliminated configurations trained to max_epochs afterwards, to count how many
-    #: would have beaten the winner (a check of the early rungs' judgement).
-    audit: int = 0
 
 
 @dataclass

@@ -16,16 +16,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .halving import BestTrial, RunBatch, TrialRecord, _checked_score, _positive_int
+from .halving import (
+    BestTrial,
+    RunBatch,
+    TrialRecord,
+    _checked_score,
+    _positive_int,
+    checked_budgets,
+    epochs_spent,
+)
 
 
 def asha_budgets(min_epochs: int, max_epochs: int, eta: int) -> list[int]:
     """The rungs' epochs: ``min_epochs * eta**k`` below ``max_epochs``, then ``max_epochs``."""
-    min_epochs = _positive_int("min_epochs", min_epochs, 1)
-    max_epochs = _positive_int("max_epochs", max_epochs, 1)
-    eta = _positive_int("eta", eta, 2)
-    if min_epochs > max_epochs:
-        raise ValueError(f"min_epochs must be <= max_epochs, got {min_epochs} > {max_epochs}")
+    min_epochs, max_epochs, eta = checked_budgets(min_epochs, max_epochs, eta)
     budgets = [min_epochs]
     while budgets[-1] < max_epochs:
         budgets.append(min(budgets[-1] * eta, max_epochs))
@@ -42,12 +46,8 @@ class AshaResult:
 
     @property
     def epochs_spent(self) -> int:
-        reached: dict[int, int] = {}
-        total = 0
-        for record in self.records:
-            total += record.epochs - reached.get(record.point_index, 0)
-            reached[record.point_index] = record.epochs
-        return total
+        """Epochs trained, a promoted trial counted from its previous rung."""
+        return epochs_spent(self.records)
 
 
 def asha(

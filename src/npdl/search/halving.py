@@ -38,6 +38,31 @@ def _positive_int(name: str, value: Any, minimum: int) -> int:
     return number
 
 
+def checked_budgets(min_epochs: int, max_epochs: int, eta: int) -> tuple[int, int, int]:
+    """``(min_epochs, max_epochs, eta)`` as ints, ``1 <= min_epochs <= max_epochs`` and
+    ``eta >= 2``; a ValueError names the argument that is out of range."""
+    min_epochs = _positive_int("min_epochs", min_epochs, 1)
+    max_epochs = _positive_int("max_epochs", max_epochs, 1)
+    eta = _positive_int("eta", eta, 2)
+    if min_epochs > max_epochs:
+        raise ValueError(
+            f"min_epochs must be <= max_epochs, got min_epochs={min_epochs}, "
+            f"max_epochs={max_epochs}"
+        )
+    return min_epochs, max_epochs, eta
+
+
+def epochs_spent(records: Sequence[TrialRecord]) -> int:
+    """Epochs trained by ``records`` (in launch order), a trial that reached ``e``
+    epochs before costing only its new epochs; a failed trial counts as if it ran."""
+    trained_so_far: dict[int, int] = {}
+    total = 0
+    for record in records:
+        total += record.epochs - trained_so_far.get(record.point_index, 0)
+        trained_so_far[record.point_index] = record.epochs
+    return total
+
+
 def halving_rungs(
     n_configs: int, min_epochs: int, max_epochs: int, eta: int
 ) -> list[tuple[int, int]]:
@@ -67,14 +92,7 @@ def halving_rungs(
         Naming the argument that is out of range.
     """
     n_configs = _positive_int("n_configs", n_configs, 1)
-    min_epochs = _positive_int("min_epochs", min_epochs, 1)
-    max_epochs = _positive_int("max_epochs", max_epochs, 1)
-    eta = _positive_int("eta", eta, 2)
-    if min_epochs > max_epochs:
-        raise ValueError(
-            f"min_epochs must be <= max_epochs, got min_epochs={min_epochs}, "
-            f"max_epochs={max_epochs}"
-        )
+    min_epochs, max_epochs, eta = checked_budgets(min_epochs, max_epochs, eta)
     rungs = [(n_configs, max_epochs if n_configs == 1 else min_epochs)]
     while True:
         n_trials, epochs = rungs[-1]
@@ -163,12 +181,7 @@ class HalvingResult:
 
         A failed trial is counted as if it ran all the epochs it was asked for.
         """
-        trained_so_far: dict[int, int] = {}
-        total = 0
-        for record in self.records:
-            total += record.epochs - trained_so_far.get(record.point_index, 0)
-            trained_so_far[record.point_index] = record.epochs
-        return total
+        return epochs_spent(self.records)
 
     @property
     def rungs_run(self) -> int:

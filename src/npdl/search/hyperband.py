@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from .halving import BestTrial, HalvingResult, RunBatch, _positive_int, successive_halving
+from .halving import BestTrial, HalvingResult, RunBatch, checked_budgets, successive_halving
 
 #: ``propose(bracket_index, n) -> n points`` for a bracket about to start.
 Propose = Callable[[int, int], list[dict]]
@@ -35,14 +35,7 @@ def hyperband_brackets(min_epochs: int, max_epochs: int, eta: int) -> list[tuple
     ValueError
         Naming the argument that is out of range.
     """
-    min_epochs = _positive_int("min_epochs", min_epochs, 1)
-    max_epochs = _positive_int("max_epochs", max_epochs, 1)
-    eta = _positive_int("eta", eta, 2)
-    if min_epochs > max_epochs:
-        raise ValueError(
-            f"min_epochs must be <= max_epochs, got min_epochs={min_epochs}, "
-            f"max_epochs={max_epochs}"
-        )
+    min_epochs, max_epochs, eta = checked_budgets(min_epochs, max_epochs, eta)
     # The largest s with max_epochs / eta**s >= min_epochs (exactly, in integers).
     s_max = 0
     while max_epochs // eta ** (s_max + 1) >= min_epochs:
