@@ -71,6 +71,23 @@ def leaderboard(sweep_dir):
         return list(csv.DictReader(handle))
 
 
+#: Successive halving of 9 configurations from 1 to 3 epochs (eta 3).
+HALVING_9_TO_3 = (
+    "npdl_halving",
+    "hydra.sweeper.n_configs=9",
+    "hydra.sweeper.eta=3",
+    "hydra.sweeper.min_epochs=1",
+    "hydra.sweeper.max_epochs=3",
+)
+
+
+def as_numbers(overrides):
+    """``{key: float}`` of a best_overrides dict or a leaderboard's override text."""
+    if isinstance(overrides, str):
+        overrides = dict(item.split("=", 1) for item in overrides.split())
+    return {key: float(value) for key, value in overrides.items()}
+
+
 def rows_by_epochs(rows):
     """Leaderboard rows grouped by their epoch budget (a rung of halving)."""
     grouped = {}
@@ -410,11 +427,7 @@ def test_the_configured_values_are_a_trial_and_reach_the_top_rung(data_dir, tmp_
         data_dir,
         tmp_path / "cache",
         tmp_path / "h",
-        "npdl_halving",
-        "hydra.sweeper.n_configs=9",
-        "hydra.sweeper.eta=3",
-        "hydra.sweeper.min_epochs=1",
-        "hydra.sweeper.max_epochs=3",
+        *HALVING_9_TO_3,
         *SPACE,
     )
     rows = rows_by_epochs(leaderboard(tmp_path / "h"))
@@ -425,9 +438,7 @@ def test_the_configured_values_are_a_trial_and_reach_the_top_rung(data_dir, tmp_
     best = json.loads((tmp_path / "h" / "best_overrides.json").read_text())
     winner = next(r for r in top if r["rank"] == min(t["rank"] for t in top))
     assert float(winner["val_acc"]) >= float(configured["val_acc"])
-    assert {k: float(v) for k, v in best["overrides"].items()} == {
-        k: float(v) for k, v in (i.split("=", 1) for i in winner["overrides"].split())
-    }
+    assert as_numbers(best["overrides"]) == as_numbers(winner["overrides"])
 
 
 def test_a_finite_space_smaller_than_asked_is_tried_once_each(data_dir, tmp_path):
@@ -473,9 +484,7 @@ def test_hyperband_runs_its_brackets_and_resumes_promotions(data_dir, tmp_path):
     best = json.loads((tmp_path / "hb" / "best_overrides.json").read_text())
     top = min((r for r in rows if r["epochs"] == "3"), key=lambda r: int(r["rank"]))
     assert best["sampler"] == "hyperband" and best["epochs_trained"] == 3 + 2 + 6
-    assert {k: float(v) for k, v in best["overrides"].items()} == {
-        k: float(v) for k, v in (i.split("=", 1) for i in top["overrides"].split())
-    }
+    assert as_numbers(best["overrides"]) == as_numbers(top["overrides"])
 
 
 TPE_SEARCH = ("npdl_tpe", "hydra.sweeper.n_trials=6", "hydra.sweeper.n_startup=3", *SPACE)
@@ -510,9 +519,7 @@ def test_tpe_on_val_loss_picks_the_lowest_loss(data_dir, tmp_path):
     best = json.loads((tmp_path / "l" / "best_overrides.json").read_text())
     lowest = min(rows, key=lambda r: float(r["val_loss"]))
     assert rows[0]["overrides"] == lowest["overrides"]
-    assert {k: float(v) for k, v in best["overrides"].items()} == {
-        k: float(v) for k, v in (i.split("=", 1) for i in lowest["overrides"].split())
-    }
+    assert as_numbers(best["overrides"]) == as_numbers(lowest["overrides"])
 
 
 def test_tpe_search_killed_and_rerun_ends_as_an_uninterrupted_one(data_dir, tmp_path):
@@ -557,9 +564,7 @@ def test_bohb_proposes_from_the_model_after_its_first_bracket(data_dir, tmp_path
     best = json.loads((tmp_path / "npdl_bohb" / "best_overrides.json").read_text())
     top = min((r for r in boards["npdl_bohb"] if r["epochs"] == "4"), key=lambda r: int(r["rank"]))
     assert best["sampler"] == "bohb"
-    assert {k: float(v) for k, v in best["overrides"].items()} == {
-        k: float(v) for k, v in (i.split("=", 1) for i in top["overrides"].split())
-    }
+    assert as_numbers(best["overrides"]) == as_numbers(top["overrides"])
 
 
 def test_halving_reports_rank_agreement_and_audits_eliminated_trials(data_dir, tmp_path):
@@ -567,11 +572,7 @@ def test_halving_reports_rank_agreement_and_audits_eliminated_trials(data_dir, t
         data_dir,
         tmp_path / "cache",
         tmp_path / "h",
-        "npdl_halving",
-        "hydra.sweeper.n_configs=9",
-        "hydra.sweeper.eta=3",
-        "hydra.sweeper.min_epochs=1",
-        "hydra.sweeper.max_epochs=3",
+        *HALVING_9_TO_3,
         "hydra.sweeper.audit=2",
         *SPACE,
     )
