@@ -1,126 +1,189 @@
-"""Grid vs random vs successive halving over one space on the shared archive.
+"""Searches compared on the tabular benchmark, ours against Optuna 5, at equal epochs.
 
-Run from the repository root::
+Run from the repository root, after ``record_search_table.py`` (replays: ~10 min; the
+real runs: ~20 min more)::
 
-    python benchmarks/bench_search.py [ARCHIVE] [--fraction F] [--epochs E]
+    python benchmarks/bench_search.py [--seeds 30] [--real] [--work DIR]
 
-The space is a 27-point grid (learning rate x L2 x width). Grid trains every point
-for E epochs; random trains 9 points drawn from the same grid for E epochs; halving
-starts all 27 at 1 epoch and promotes the best third (eta 3) up to E epochs, resuming
-promoted trials from their checkpoints. Each search gets its own empty trial cache.
-Prints, per search, the best val accuracy and the epochs actually trained (a promoted
-trial costs only its extra epochs), plus the wall time. Timings vary with the
-machine and its load; this is a benchmark, not a test.
+Every search of :mod:`search_replay` runs on ``results/search_table.csv`` for each seed
+until 100 R epochs are spent; regret (the table's best val accuracy at R minus the best
+found, in points) is summarised at 10 R, 30 R and 100 R, and at a third of the grid's
+epochs, as median and interquartile range over the seeds. ``--real`` also runs halving
+and TPE for real (``stages/train.py -m`` with the sweeper, a fresh run store, on the
+recorder's data) for 3 seeds each, and compares each with its replay.
+
+Writes ``results/search.json`` and ``results/search_regret.png``.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import math
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from npdl.config import PipelineConfig, validate_config
-from npdl.data.normalization import fit_standardization, write_normalization
-from npdl.data.prepared import prepare_dataset, write_prepared
-from npdl.run.store import RunStore
-from npdl.run.training import load_run_data, run_training
-from npdl.search.halving import successive_halving
-from npdl.search.spaces import Choice, grid_points, sample_points
+from harness import write_results
+from record_search_table import FIXED, ROOT
+from search_replay import OPTUNA, OURS, Table, regret_at, replay, single_search
 
-DEFAULT_ARCHIVE = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
-)
-SPACE = {
-    "optimizer.lr": Choice((3e-4, 1e-3, 3e-3)),
-    "model.reg": Choice((0.0, 1e-4, 1e-3)),
-    "model.hidden_size": Choice(([256], [512, 256], [1024])),
+RESULTS = Path(__file__).resolve().parent / "results"
+MULTIPLES = (10, 30, 100)
+#: The real runs: sweeper options, the same in the replay they are compared with.
+REAL = {
+    "halving": {"n_configs": 27, "min_epochs": 1, "max_epochs": 27, "eta": 3},
+    "tpe": {"n_trials": 12},
 }
 
 
-def configure(point: dict, epochs: int, horizon: int) -> PipelineConfig:
-    """The default configuration with ``point`` and an epoch budget applied."""
-    cfg = PipelineConfig()
-    cfg.solver.epochs, cfg.solver.schedule_epochs = epochs, horizon
-    for key, value in point.items():
-        group, name = key.split(".")
-        setattr(getattr(cfg, group), name, list(value) if isinstance(value, list) else value)
-    return validate_config(cfg)
+def quartiles(values: list[float]) -> dict[str, float]:
+    q1, median, q3 = np.nanpercentile(values, [25, 50, 75])
+    return {"median": float(median), "q1": float(q1), "q3": float(q3)}
 
 
-def search(name, points, data, epochs, cache_dir, halving=False):
-    cache = RunStore(cache_dir)
-    start = time.perf_counter()
-    scores: dict[tuple, float] = {}
+def compare(table: Table, seeds: int) -> dict:
+    """Regret of every search at the budgets, over ``seeds`` seeds, and its curve."""
+    R = table.max_epochs
+    budgets = {f"{m}R": m * R for m in MULTIPLES}
+    budgets["grid/3"] = table.grid_epochs() // 3
+    curve_at = np.unique(np.geomspace(R, 100 * R, 40).astype(int)).tolist()
+    methods = {}
+    for name in [*OURS, *OPTUNA]:
+        start = time.perf_counter()
+        traces = [replay(name, table, seed, 100 * R) for seed in range(seeds)]
+        regrets = {
+            label: [100 * regret_at(trace, table.best, budget) for trace in traces]
+            for label, budget in budgets.items()
+        }
+        methods[name] = {
+            "regret": {label: quartiles(values) for label, values in regrets.items()},
+            "within_half_point_at_grid/3": float(np.mean([r <= 0.5 for r in regrets["grid/3"]])),
+            "curve": [
+                float(np.nanmedian([100 * regret_at(t, table.best, b) for t in traces]))
+                for b in curve_at
+            ],
+        }
+        summary = ", ".join(
+            f"{label} {v['median']:.2f}" for label, v in methods[name]["regret"].items()
+        )
+        print(f"{name:22s} median regret {summary}  ({time.perf_counter() - start:.0f} s)")
+    return {"budgets": budgets, "curve_epochs": curve_at, "methods": methods}
 
-    def run_batch(requests):
-        out = []
-        for index, point, budget in requests:
-            result = run_training(configure(point, budget, epochs), data, cache)
-            score = result["val_acc"] if result["status"] == "ok" else None
-            scores[(index, budget)] = score
-            out.append(score)
-        return out
 
-    if halving:
-        successive_halving(points, 1, epochs, 3, run_batch)
-    else:
-        run_batch([(i, p, epochs) for i, p in enumerate(points)])
-    trained = sum(
-        e["epochs"] - (e.get("resumed_from") or 0) for e in cache.events() if e["event"] == "store"
-    )
-    best = max(s for s in scores.values() if s is not None)
-    print(
-        f"{name:8s} trials {len(scores):3d}  best val acc {best:.4f}  epochs trained "
-        f"{trained:4d}  wall {time.perf_counter() - start:6.1f} s",
-        flush=True,
-    )
-    return best, trained
+def noise(path: Path, table: Table) -> dict:
+    """Run-to-run noise at R: the same points trained with another seed."""
+    other = Table(path)
+    gaps = [
+        100 * (other.result(key, other.max_epochs)[0] - table.result(key, table.max_epochs)[0])
+        for key in other.acc
+    ]
+    # The difference of two runs has twice the variance of one.
+    return {"points": len(gaps), "sd_of_one_run": float(np.std(gaps, ddof=1) / math.sqrt(2))}
+
+
+def real_run(name: str, seed: int, work: Path, table: Table) -> dict:
+    """One real sweep with a fresh run store; its best val accuracy and epochs trained."""
+    with tempfile.TemporaryDirectory() as scratch:
+        sweep_dir = Path(scratch) / "sweep"
+        space = [f"{key}={','.join(choice.values)}" for key, choice in table.space.items()]
+        options = [f"hydra.sweeper.{k}={v}" for k, v in REAL[name].items()]
+        command = [
+            sys.executable,
+            str(ROOT / "stages" / "train.py"),
+            "-m",
+            f"hydra/sweeper=npdl_{name}",
+            f"hydra.sweeper.seed={seed}",
+            "hydra.sweeper.include_defaults=false",
+            *options,
+            f"hydra.sweep.dir={sweep_dir}",
+            f"paths.data={work / 'data'}",
+            f"paths.trial_cache={Path(scratch) / 'store'}",
+            # One job at a time; the halving sweeper sets solver.epochs per rung.
+            *[item for item in FIXED if not item.startswith(("hydra", "solver.epochs"))],
+            *([] if name == "halving" else [f"solver.epochs={table.max_epochs}"]),
+            *space,
+        ]
+        start = time.perf_counter()
+        subprocess.run(command, check=True, cwd=ROOT, capture_output=True)
+        seconds = time.perf_counter() - start
+        best = json.loads((sweep_dir / "best_overrides.json").read_text())
+        with open(sweep_dir / "leaderboard.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    top = max(float(row["val_acc"]) for row in rows if row["epochs"] == str(table.max_epochs))
+    replayed = single_search(name, table, seed, REAL[name])
+    replay_top = max(row["val_acc"] for row in replayed.rows if row["epochs"] == table.max_epochs)
+    return {
+        "sampler": name,
+        "seed": seed,
+        "best_val_acc": top,
+        "replayed_best_val_acc": replay_top,
+        "same_winner": best["overrides"] == replayed.winner,
+        "epochs_trained": best["epochs_trained"],
+        "replayed_epochs_trained": replayed.spent,
+        "seconds": round(seconds, 1),
+    }
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    R = result["table"]["max_epochs"]
+    figure, axes = plt.subplots(figsize=(8, 5))
+    for name, method in result["methods"].items():
+        style = "--" if name.startswith("optuna") else "-"
+        axes.plot(np.array(result["curve_epochs"]) / R, method["curve"], style, label=name)
+    axes.set_xscale("log")
+    axes.set_xlabel("epochs spent / R (R = 27)")
+    axes.set_ylabel("median regret, val accuracy points")
+    axes.set_title(f"Best so far on the tabular benchmark, {result['seeds']} seeds")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("archive", nargs="?", default=DEFAULT_ARCHIVE, type=Path)
-    parser.add_argument("--fraction", type=float, default=0.25, help="share of train used")
-    parser.add_argument("--epochs", type=int, default=9)
+    parser.add_argument("--seeds", type=int, default=30)
+    parser.add_argument("--real", action="store_true", help="also the real runs (~20 min)")
+    parser.add_argument("--work", type=Path, default=ROOT / ".cache" / "npdl" / "search-table")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as scratch:
-        scratch = Path(scratch)
-        prepared = prepare_dataset(
-            args.archive, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=0, workers="auto"
-        )
-        manifest = write_prepared(scratch / "prepared", prepared, {})
-        stats = fit_standardization(prepared.images["train"])
-        write_normalization(
-            scratch / "normalized", "standardize", stats, data_hash=manifest["content_hash"]
-        )
-        data = load_run_data(scratch, args.fraction)
-        print(
-            f"{len(data.train[1])} training images, {len(data.val[1])} validation images; "
-            f"space of {len(grid_points(SPACE))} points, {args.epochs} epochs at most"
-        )
-        grid = grid_points(SPACE)
-        results = {
-            "grid": search("grid", grid, data, args.epochs, scratch / "grid"),
-            "random": search(
-                "random",
-                sample_points(SPACE, 9, np.random.default_rng(0)),
-                data,
-                args.epochs,
-                scratch / "random",
-            ),
-            "halving": search(
-                "halving", grid, data, args.epochs, scratch / "halving", halving=True
-            ),
-        }
-    grid_best, grid_epochs = results["grid"]
-    for name, (best, epochs) in results.items():
-        print(
-            f"{name:8s} {100 * (best - grid_best):+.2f} points vs grid at "
-            f"{epochs / grid_epochs:.2f} of its epochs"
-        )
+    table = Table(RESULTS / "search_table.csv")
+    best_key = max(table.acc, key=lambda k: table.result(k, table.max_epochs)[0])
+    result = {
+        "table": {
+            "points": len(table.acc),
+            "max_epochs": table.max_epochs,
+            "grid_epochs": table.grid_epochs(),
+            "best_val_acc": table.best,
+            "best_point": dict(zip(table.keys, best_key, strict=True)),
+            "space": {k: list(c.values) for k, c in table.space.items()},
+            "noise": noise(RESULTS / "search_noise.csv", table),
+        },
+        "seeds": args.seeds,
+        **compare(table, args.seeds),
+    }
+    previous = RESULTS / "search.json"
+    if args.real:
+        result["real"] = [
+            real_run(name, seed, args.work.resolve(), table) for name in REAL for seed in range(3)
+        ]
+        for run in result["real"]:
+            print(run)
+    elif previous.exists():
+        result["real"] = json.loads(previous.read_text()).get("real", [])
+    plot(result, RESULTS / "search_regret.png")
+    write_results("search", result)
 
 
 if __name__ == "__main__":

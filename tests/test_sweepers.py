@@ -522,11 +522,24 @@ def test_tpe_on_val_loss_picks_the_lowest_loss(data_dir, tmp_path):
     assert as_numbers(best["overrides"]) == as_numbers(lowest["overrides"])
 
 
-def test_tpe_search_killed_and_rerun_ends_as_an_uninterrupted_one(data_dir, tmp_path):
-    run_sweep(data_dir, tmp_path / "c1", tmp_path / "whole", *TPE_SEARCH)
+BOHB_SEARCH = (
+    "npdl_bohb",
+    "hydra.sweeper.eta=2",
+    "hydra.sweeper.min_epochs=1",
+    "hydra.sweeper.max_epochs=4",
+    *SPACE,
+)
+
+
+@pytest.mark.parametrize("search", [TPE_SEARCH, BOHB_SEARCH], ids=["tpe", "bohb"])
+def test_model_based_search_killed_and_rerun_ends_as_an_uninterrupted_one(
+    data_dir, tmp_path, search
+):
+    run_sweep(data_dir, tmp_path / "c1", tmp_path / "whole", *search)
     whole = leaderboard(tmp_path / "whole")
+    winner = json.loads((tmp_path / "whole" / "best_overrides.json").read_text())["overrides"]
     cache = tmp_path / "c2"
-    process = start_killable(sweep_args(data_dir, cache, tmp_path / "k", *TPE_SEARCH), ROOT)
+    process = start_killable(sweep_args(data_dir, cache, tmp_path / "k", *search), ROOT)
     deadline = time.monotonic() + 300
     while len(events(cache, "store")) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -534,11 +547,14 @@ def test_tpe_search_killed_and_rerun_ends_as_an_uninterrupted_one(data_dir, tmp_
     process.wait()
     finished = {(e["lineage"], e["epochs"]) for e in events(cache, "store")}
     assert 3 <= len(finished) < 6, "the kill came too late to interrupt the search"
-    run_sweep(data_dir, cache, tmp_path / "rerun", *TPE_SEARCH)
+    run_sweep(data_dir, cache, tmp_path / "rerun", *search)
     rerun = leaderboard(tmp_path / "rerun")
-    assert [(r["overrides"], r["val_acc"]) for r in rerun] == [
-        (r["overrides"], r["val_acc"]) for r in whole
+    assert [(r["overrides"], r["epochs"], r["val_acc"]) for r in rerun] == [
+        (r["overrides"], r["epochs"], r["val_acc"]) for r in whole
     ]
+    assert (
+        json.loads((tmp_path / "rerun" / "best_overrides.json").read_text())["overrides"] == winner
+    )
     hits = {(e["lineage"], e["epochs"]) for e in events(cache, "hit")}
     assert finished <= hits  # every trial finished before the kill came from the store
 

@@ -1,0 +1,154 @@
+"""Record the tabular search benchmark: every point of a 216-configuration space trained
+27 epochs, per-epoch val accuracy, val loss and seconds, by our own grid sweep.
+
+Run from the repository root (about 45 minutes on 2 cores; a killed run resumes from
+the run store when started again)::
+
+    python benchmarks/record_search_table.py [ARCHIVE] [--work DIR]
+
+It runs the pipeline's own stages on the shared archive, in a work folder of its own
+(``.cache/npdl/search-table`` by default): ``prepare_split.py`` and ``normalize.py``
+(40,000 / 5,000 / 5,000 images, ZCA), then one ``train.py -m`` grid sweep
+(``hydra/sweeper=npdl_grid``, 2 joblib workers) on a class-balanced 10,000-image
+prefix of the train split (``solver.train_fraction=0.25``) with the 5,000 val images,
+every trial on the cosine schedule of 27 epochs. A second, small sweep trains 12 of the
+points again with another seed: the table's run-to-run noise.
+
+Writes ``benchmarks/results/search_table.csv`` (one row per point and epoch) and
+``benchmarks/results/search_noise.csv``. ``bench_search.py`` replays searches on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
+MAX_EPOCHS = 27
+#: The space, as Hydra sweep overrides (override text -> value in the table).
+SPACE = {
+    "optimizer.lr": ["1e-4", "2e-4", "5e-4", "1e-3", "2e-3", "5e-3"],
+    "optimizer.weight_decay": ["0.0", "0.02", "0.2"],
+    "model.hidden_size": ["[64]", "[128]", "[256]"],
+    "model.dropout": ["0.0", "0.3"],
+    "model.batch_norm": ["true", "false"],
+}
+COLUMNS = [*SPACE, "epoch", "val_acc", "val_loss", "seconds"]
+FIXED = [
+    f"solver.epochs={MAX_EPOCHS}",
+    "solver.train_fraction=0.25",
+    "tune.enabled=false",
+    "tune.keep_trial_models=false",
+    "hydra/launcher=joblib",
+    "hydra.launcher.n_jobs=2",
+]
+NOISE_POINTS = 12
+
+
+def stage(work: Path, name: str, *overrides: str) -> None:
+    """Run ``stages/<name>`` on the work folder's data and run store."""
+    command = [
+        sys.executable,
+        str(ROOT / "stages" / name),
+        *overrides,
+        f"paths.data={work / 'data'}",
+        f"paths.cache={work / 'cache'}",
+        f"paths.trial_cache={work / 'store'}",
+    ]
+    print("+", " ".join(command), flush=True)
+    subprocess.run(command, check=True, cwd=ROOT)
+
+
+def collect(sweep_dir: Path) -> list[dict]:
+    """One row per job and epoch: the point's override texts, the epoch's val accuracy
+    and loss, and the job's seconds per epoch trained."""
+    rows = []
+    for job in sorted(sweep_dir.iterdir(), key=lambda p: (len(p.name), p.name)):
+        overrides_file = job / ".hydra" / "overrides.yaml"
+        if not overrides_file.is_file():
+            continue
+        overrides = dict(line.split("=", 1) for line in yaml.safe_load(overrides_file.read_text()))
+        point = {key: overrides[key] for key in SPACE}
+        metrics = json.loads((job / "metrics" / "train.json").read_text())
+        if metrics["status"] != "ok":
+            raise SystemExit(f"{job}: trial {point} ended {metrics['status']!r}; see its log")
+        trained = metrics["epochs"] - (metrics["resumed_from"] or 0)
+        per_epoch = metrics["seconds"] / max(1, trained)
+        with open(job / "metrics" / "train_history.csv", newline="") as handle:
+            for epoch in csv.DictReader(handle):
+                rows.append(
+                    {
+                        **point,
+                        "epoch": int(epoch["epoch"]),
+                        "val_acc": round(float(epoch["val_acc"]), 4),
+                        "val_loss": round(float(epoch["val_loss"]), 4),
+                        "seconds": round(per_epoch, 3),
+                    }
+                )
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    temporary = path.with_suffix(".csv.tmp")
+    with open(temporary, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temporary, path)
+    print(f"wrote {path} ({len(rows)} rows)", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("archive", nargs="?", default=DEFAULT_ARCHIVE, type=Path)
+    parser.add_argument("--work", type=Path, default=ROOT / ".cache" / "npdl" / "search-table")
+    args = parser.parse_args()
+    work = args.work.resolve()
+    if not (work / "data" / "normalized" / "stats.json").is_file():
+        # The pipeline's way to an offline source: CIFAR10_SOURCE replaces the URL.
+        os.environ["CIFAR10_SOURCE"] = str(args.archive.resolve())
+        stage(work, "prepare_split.py")
+        stage(work, "normalize.py")
+    space = [f"{key}={','.join(values)}" for key, values in SPACE.items()]
+    stage(
+        work,
+        "train.py",
+        "-m",
+        "hydra/sweeper=npdl_grid",
+        f"hydra.sweep.dir={work / 'grid'}",
+        *FIXED,
+        *space,
+    )
+    table = collect(work / "grid")
+    RESULTS.mkdir(exist_ok=True)
+    write_csv(RESULTS / "search_table.csv", table)
+    # Run-to-run noise: the same training with another seed, for every 18th point.
+    points = {tuple(row[key] for key in SPACE) for row in table}
+    chosen = sorted(points)[:: max(1, len(points) // NOISE_POINTS)][:NOISE_POINTS]
+    for index, point in enumerate(chosen):
+        overrides = [f"{key}={value}" for key, value in zip(SPACE, point, strict=True)]
+        stage(
+            work,
+            "train.py",
+            "-m",
+            "hydra/sweeper=npdl_grid",
+            "seed=1",
+            f"hydra.sweep.dir={work / 'noise' / str(index)}",
+            *FIXED,
+            *overrides,
+        )
+    noise = [row for index in range(len(chosen)) for row in collect(work / "noise" / str(index))]
+    write_csv(RESULTS / "search_noise.csv", noise)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,267 @@
+"""Searches replayed on the tabular benchmark (``results/search_table.csv``).
+
+Ours are the Hydra sweepers themselves (``hydra_plugins.npdl_sweepers``): the same
+classes, proposals, promotions and ranking the ``tune`` stage runs, with only
+``run_batch`` served from the table instead of a launcher. The table stands in for
+the run store too: a trial already trained to ``b`` epochs costs nothing at ``b``, a
+longer request resumes from the lineage's checkpoint (its last epoch) and pays only
+the new epochs, a shorter one starts afresh, exactly as ``npdl.run.training`` does.
+
+Optuna's are its own ask/tell loop: a report per epoch, ``should_prune`` after each,
+every epoch a trial runs counted (a pruned trial's too; a repeated configuration is
+trained again, as Optuna does).
+
+Both report the same number per epoch: the best val accuracy so far, which is what our
+trainer returns for a budget (it keeps the best epoch's weights). The recommendation
+of a search at a budget is the best val accuracy among its trials trained to the full
+``R`` epochs within that budget; regret is the table's best at ``R`` minus that.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import optuna
+
+from hydra_plugins.npdl_sweepers.rungs import (
+    AshaSweeper,
+    BOHBSweeper,
+    HalvingSweeper,
+    HyperbandSweeper,
+)
+from hydra_plugins.npdl_sweepers.sweepers import RandomSweeper
+from hydra_plugins.npdl_sweepers.tpe import TPESweeper
+from npdl.search import Choice
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+class Table:
+    """Per-epoch val accuracy and loss of every point of a finite space.
+
+    ``acc[key]`` and ``loss[key]`` are float arrays of shape (R,), epoch 1 first; a key
+    is the tuple of the point's override texts in the order of :attr:`keys`.
+    """
+
+    def __init__(self, path: Path):
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        fixed = {"epoch", "val_acc", "val_loss", "seconds"}
+        self.keys = [column for column in rows[0] if column not in fixed]
+        curves: dict[tuple, dict[int, tuple[float, float, float]]] = {}
+        for row in rows:
+            key = tuple(row[k] for k in self.keys)
+            curves.setdefault(key, {})[int(row["epoch"])] = (
+                float(row["val_acc"]),
+                float(row["val_loss"]),
+                float(row["seconds"]),
+            )
+        self.max_epochs = min(len(curve) for curve in curves.values())
+        self.acc, self.loss, self.seconds = {}, {}, {}
+        for key, curve in curves.items():
+            epochs = range(1, self.max_epochs + 1)
+            self.acc[key] = np.array([curve[e][0] for e in epochs])
+            self.loss[key] = np.array([curve[e][1] for e in epochs])
+            self.seconds[key] = float(np.mean([curve[e][2] for e in epochs]))
+        values = {k: [] for k in self.keys}
+        for key in curves:
+            for name, value in zip(self.keys, key, strict=True):
+                if value not in values[name]:
+                    values[name].append(value)
+        #: The space as the sweepers get it from Hydra: choices of override texts.
+        self.space = {name: Choice(tuple(v)) for name, v in values.items()}
+
+    def key(self, point: dict) -> tuple:
+        return tuple(str(point[k]) for k in self.keys)
+
+    def result(self, key: tuple, epochs: int) -> tuple[float, float]:
+        """(val_acc, val_loss) of the best epoch within the first ``epochs``: what a
+        run trained to that budget reports (ties: the earlier epoch)."""
+        best = int(np.argmax(self.acc[key][:epochs]))
+        return float(self.acc[key][best]), float(self.loss[key][best])
+
+    @property
+    def best(self) -> float:
+        """The best val accuracy any point reaches in ``R`` epochs."""
+        return max(self.result(key, self.max_epochs)[0] for key in self.acc)
+
+    def grid_epochs(self) -> int:
+        return len(self.acc) * self.max_epochs
+
+
+class StoreCost:
+    """Epochs a request costs under the run store's rules (see the module docstring)."""
+
+    def __init__(self):
+        self.results: set[tuple[tuple, int]] = set()
+        self.checkpoint: dict[tuple, int] = {}
+
+    def request(self, key: tuple, epochs: int) -> tuple[int, int | None]:
+        """(epochs trained, resumed_from) for ``key`` trained to ``epochs``."""
+        if (key, epochs) in self.results:
+            return 0, None
+        start = self.checkpoint.get(key, 0)
+        if start > epochs:
+            start = 0
+        self.checkpoint[key] = epochs
+        self.results.add((key, epochs))
+        return epochs - start, start or None
+
+
+class BudgetSpent(Exception):
+    """The replay's epoch budget is used up."""
+
+
+class Replayed:
+    """Mixin: a sweeper whose ``run_batch`` is served by a :class:`Table`."""
+
+    def __init__(self, table: Table, budget: int, **kwargs):
+        super().__init__(include_defaults=False, **kwargs)
+        self.table, self.budget = table, budget
+        self.store = StoreCost()
+        self.spent = 0
+        #: (epochs spent so far, val acc) of every trial that reached R epochs.
+        self.trace: list[tuple[int, float]] = []
+
+    def run_batch(self, points: list[dict], extra: list[str] = ()) -> list[dict]:
+        options = dict(item.split("=", 1) for item in extra)
+        epochs = int(options.get(getattr(self, "epochs_key", ""), self.table.max_epochs))
+        rows = []
+        for point in points:
+            if self.spent >= self.budget:
+                raise BudgetSpent
+            key = self.table.key(point)
+            cost, resumed_from = self.store.request(key, epochs)
+            self.spent += cost
+            acc, loss = self.table.result(key, epochs)
+            if epochs == self.table.max_epochs:
+                self.trace.append((self.spent, acc))
+            row = {
+                "overrides": dict(point),
+                "status": "ok",
+                "val_acc": acc,
+                "val_loss": loss,
+                "epochs": epochs,
+                "resumed_from": resumed_from,
+                "seconds": self.table.seconds[key] * cost,
+                "cache_hit": cost == 0,
+            }
+            self.rows.append(row)
+            rows.append(row)
+        return rows
+
+
+def _replayed(cls):
+    return type(f"Replayed{cls.__name__}", (Replayed, cls), {})
+
+
+#: Our samplers: sweeper class and its options (the sweepers' defaults where given).
+OURS: dict[str, tuple[type, dict]] = {
+    "random": (_replayed(RandomSweeper), {"n_trials": 10_000}),
+    "halving": (_replayed(HalvingSweeper), {"n_configs": 27, "min_epochs": 1, "eta": 3}),
+    "asha": (_replayed(AshaSweeper), {"n_configs": 27, "min_epochs": 1, "eta": 3}),
+    "hyperband": (_replayed(HyperbandSweeper), {"min_epochs": 1, "eta": 3}),
+    "tpe": (_replayed(TPESweeper), {"n_trials": 10_000}),
+    "bohb": (_replayed(BOHBSweeper), {"min_epochs": 1, "eta": 3}),
+}
+
+
+def make_sweeper(name: str, table: Table, seed: int, budget: int, options=None) -> Replayed:
+    """Our sweeper ``name`` on the table: its defaults of :data:`OURS`, then
+    ``options``; a random or TPE search asks for at most the whole space."""
+    cls, defaults = OURS[name]
+    options = {**defaults, **(options or {})}
+    if issubclass(cls, HalvingSweeper):
+        options.setdefault("max_epochs", table.max_epochs)
+    else:
+        options["n_trials"] = min(options["n_trials"], len(table.acc))
+    return cls(table, budget, seed=seed, **options)
+
+
+def single_search(name: str, table: Table, seed: int, options=None) -> Replayed:
+    """One search, as ``train.py -m hydra/sweeper=npdl_<name>`` runs it; the winner
+    (override texts) in ``.winner``, epochs trained in ``.spent``."""
+    sweeper = make_sweeper(name, table, seed, budget=2**62, options=options)
+    sweeper.winner = sweeper.search(table.space)
+    return sweeper
+
+
+def replay_ours(name: str, table: Table, seed: int, budget: int) -> list[tuple[int, float]]:
+    """Run our ``name`` search until ``budget`` epochs are spent: one sweeper, its
+    search repeated with new seeds (Hyperband's outer loop; a finished random or TPE
+    search has tried the whole space) over one store, so repeats cost nothing."""
+    sweeper = make_sweeper(name, table, seed, budget)
+    for iteration in range(10_000):
+        sweeper.seed = seed * 10_000 + iteration
+        before = sweeper.spent
+        try:
+            sweeper.search(table.space)
+        except BudgetSpent:
+            break
+        if sweeper.spent == before:
+            break  # everything it proposes is trained already
+    return sweeper.trace
+
+
+def _optuna_pruner(name: str, max_epochs: int):
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=max_epochs, reduction_factor=3
+        )
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    return optuna.pruners.NopPruner()
+
+
+OPTUNA: dict[str, tuple[Callable[[int], optuna.samplers.BaseSampler], str]] = {
+    "optuna random": (lambda seed: optuna.samplers.RandomSampler(seed=seed), "nop"),
+    "optuna tpe+hyperband": (lambda seed: optuna.samplers.TPESampler(seed=seed), "hyperband"),
+    "optuna tpe+halving": (lambda seed: optuna.samplers.TPESampler(seed=seed), "halving"),
+}
+
+
+def replay_optuna(name: str, table: Table, seed: int, budget: int) -> list[tuple[int, float]]:
+    """Optuna's ask/tell loop over the table until ``budget`` epochs are spent."""
+    make_sampler, pruner = OPTUNA[name]
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=make_sampler(seed),
+        pruner=_optuna_pruner(pruner, table.max_epochs),
+    )
+    distributions = {
+        key: optuna.distributions.CategoricalDistribution(list(choice.values))
+        for key, choice in table.space.items()
+    }
+    spent, trace = 0, []
+    while spent < budget:
+        trial = study.ask(distributions)
+        key = table.key(trial.params)
+        for epoch in range(1, table.max_epochs + 1):
+            value = table.result(key, epoch)[0]
+            trial.report(value, epoch)
+            spent += 1
+            if epoch < table.max_epochs and trial.should_prune():
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                break
+        else:
+            study.tell(trial, value)
+            trace.append((spent, value))
+    return trace
+
+
+def replay(name: str, table: Table, seed: int, budget: int) -> list[tuple[int, float]]:
+    """(epochs spent, val acc) of each trial of search ``name`` that reached R epochs."""
+    if name in OPTUNA:
+        return replay_optuna(name, table, seed, budget)
+    return replay_ours(name, table, seed, budget)
+
+
+def regret_at(trace: list[tuple[int, float]], best: float, budget: int) -> float:
+    """Table best minus the best trial trained to R within ``budget`` epochs (nan if
+    none finished yet)."""
+    found = [acc for spent, acc in trace if spent <= budget]
+    return best - max(found) if found else math.nan
