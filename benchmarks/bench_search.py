@@ -76,6 +76,38 @@ def compare(table: Table, seeds: int) -> dict:
     return {"budgets": budgets, "curve_epochs": curve_at, "methods": methods}
 
 
+def rank_agreement(table: Table) -> dict[int, float]:
+    """Spearman correlation, over every point, between its val accuracy after ``b``
+    epochs and after R: how well each budget predicts the final ranking."""
+    from npdl.search.fidelity import spearman
+
+    final = [table.result(key, table.max_epochs)[0] for key in table.acc]
+    budgets = sorted({1, 2, 3, 4, 6, 9, 13, 18} & set(range(1, table.max_epochs)))
+    return {
+        b: round(spearman([table.result(key, b)[0] for key in table.acc], final), 3)
+        for b in budgets
+    }
+
+
+def asha_workers(table: Table, seeds: int) -> dict:
+    """ASHA with 1 worker against 2 (one search each, per seed): how often the same
+    winner, and the best val accuracy at R of each."""
+    same, best = 0, {1: [], 2: []}
+    for seed in range(seeds):
+        winners = {}
+        for workers in (1, 2):
+            search = single_search("asha", table, seed, {"workers": workers})
+            winners[workers] = search.winner
+            top = [r["val_acc"] for r in search.rows if r["epochs"] == table.max_epochs]
+            best[workers].append(100 * max(top))
+        same += winners[1] == winners[2]
+    return {
+        "seeds": seeds,
+        "same_winner": same,
+        "best_val_acc_median": {w: float(np.median(v)) for w, v in best.items()},
+    }
+
+
 def noise(path: Path, table: Table) -> dict:
     """Run-to-run noise at R: the same points trained with another seed."""
     other = Table(path)
@@ -172,6 +204,8 @@ def main() -> None:
         },
         "seeds": args.seeds,
         **compare(table, args.seeds),
+        "asha_workers": asha_workers(table, args.seeds),
+        "rank_agreement_with_R": rank_agreement(table),
     }
     previous = RESULTS / "search.json"
     if args.real:

@@ -25,18 +25,21 @@ SCRIPTS = {
     "train": "bench_train.py",
     "pipeline": "bench_pipeline.py",
     "parallel": "bench_parallel.py",
+    "search": "bench_search.py",
 }
 
 INTRO = """\
 # Benchmarks
 
-Speed and memory of npdl on the development machine, measured by the scripts in this
-folder. Tests never assert timings; these figures are regenerated, all of them, by one
-command from the repository root (about 20 minutes; PyTorch is a benchmark-only extra,
-`pip install torch==2.13.0`):
+Speed and memory of npdl on the development machine, and how well its searches tune,
+measured by the scripts in this folder. Tests never assert timings; these figures are
+regenerated, all of them, by one command from the repository root (about 30 minutes;
+PyTorch is a benchmark-only extra, `pip install torch==2.13.0`):
 
 ```bash
-python benchmarks/run.py            # or --only train data, or --render
+python benchmarks/run.py            # or --only train data search, or --render
+python benchmarks/record_search_table.py   # re-record the search table first (~45 min)
+python benchmarks/bench_search.py --real   # the search replays plus real runs (~30 min)
 ```
 
 Comparisons run side by side in one process, alternating the contenders (A B A B ...),
@@ -193,18 +196,104 @@ def render_parallel(result: dict) -> list[str]:
     ]
 
 
+def _regret(entry: dict) -> str:
+    return f"{entry['median']:.2f} ({entry['q1']:.2f}–{entry['q3']:.2f})"
+
+
+def render_search(result: dict) -> list[str]:
+    table, R = result["table"], result["table"]["max_epochs"]
+    space = "; ".join(f"`{k}` {', '.join(v)}" for k, v in table["space"].items())
+    budgets = result["budgets"]
+    lines = [
+        "## Search: ours against Optuna on a tabular benchmark",
+        "",
+        f"`record_search_table.py` trained every point of a {table['points']}-configuration "
+        f"space ({space}) for R = {R} epochs (cosine schedule over R) on a class-balanced "
+        "10,000-image prefix of the shared archive's train split, scored on its 5,000 val "
+        "images, by one `train.py -m hydra/sweeper=npdl_grid` sweep through the run store "
+        f"({table['grid_epochs']:,} epochs; `results/search_table.csv`). The table's best "
+        f"val accuracy at R is {100 * table['best_val_acc']:.2f}% "
+        f"(`{' '.join(f'{k}={v}' for k, v in table['best_point'].items())}`); trained again "
+        f"with another seed, {table['noise']['points']} of its points put the run-to-run "
+        f"noise of one run at {table['noise']['sd_of_one_run']:.2f} points (sd).",
+        "",
+        f"`bench_search.py` replays every search on the table for {result['seeds']} seeds "
+        f"until {100 * R:,} epochs (100 R) are spent. Ours are the sweeper classes "
+        "themselves with only `run_batch` served from the table (the run store's rules: "
+        "a trained budget costs nothing again, a promotion pays only its new epochs); "
+        "Optuna 5's are its own ask/tell loop, a report per epoch, every epoch a trial "
+        "ran counted. A search's answer at a budget is its best trial trained to R within "
+        "it; regret = the table's best minus that, in val accuracy points, median "
+        "(interquartile range) over the seeds. `grid/3` is a third of the grid's "
+        f"{table['grid_epochs']:,} epochs.",
+        "",
+        "| search | "
+        + " | ".join(f"regret at {label}" for label in budgets)
+        + " | seeds within 0.5 at grid/3 |",
+        "|---|" + "---|" * (len(budgets) + 1),
+    ]
+    for name, method in result["methods"].items():
+        cells = [_regret(method["regret"][label]) for label in budgets]
+        share = method["within_half_point_at_grid/3"]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {share:.0%} |")
+    lines += ["", "![median regret against epochs spent](results/search_regret.png)", ""]
+    agreement = result.get("rank_agreement_with_R")
+    if agreement:
+        lines += [
+            f"How well a short budget ranks the {table['points']} points as R does "
+            "(Spearman, val accuracy after b epochs against after R, same schedule):",
+            "",
+            "| b (epochs) | " + " | ".join(agreement) + " |",
+            "|---|" + "---|" * len(agreement),
+            "| Spearman with R | " + " | ".join(f"{v:.2f}" for v in agreement.values()) + " |",
+            "",
+        ]
+    asha = result.get("asha_workers")
+    if asha:
+        medians = asha["best_val_acc_median"]
+        lines += [
+            f"ASHA with 2 workers against 1 (one search of 27 configurations each, "
+            f"{asha['seeds']} seeds): the same winner in {asha['same_winner']} of "
+            f"{asha['seeds']}; median best val accuracy {medians['1']:.2f}% (1 worker) and "
+            f"{medians['2']:.2f}% (2). With 2 workers the second job of each batch is "
+            "chosen before the first one's result is known, so promotions come at other "
+            "moments; with 1 worker ASHA is sequential.",
+            "",
+        ]
+    real = result.get("real") or []
+    if real:
+        lines += [
+            "Real runs (`train.py -m` with the sweeper and a fresh run store, on the same "
+            "data) against their replays with the same seed:",
+            "",
+            "| sampler | seed | best val, real | best val, replayed | same winner "
+            "| epochs, real / replayed | wall time |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for run in real:
+            lines.append(
+                f"| {run['sampler']} | {run['seed']} | {100 * run['best_val_acc']:.2f}% | "
+                f"{100 * run['replayed_best_val_acc']:.2f}% | "
+                f"{'yes' if run['same_winner'] else 'no'} | {run['epochs_trained']} / "
+                f"{run['replayed_epochs_trained']} | {run['seconds']:.0f} s |"
+            )
+        lines.append("")
+    return lines
+
+
 RENDERERS = {
     "train": render_train,
     "data": render_data,
     "pipeline": render_pipeline,
     "parallel": render_parallel,
+    "search": render_search,
 }
 
 
 def render() -> Path:
     lines = [INTRO]
     machine = None
-    for name in ("train", "data", "pipeline", "parallel"):
+    for name in RENDERERS:
         result = load(name)
         if result is None:
             lines += [
