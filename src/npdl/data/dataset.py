@@ -32,7 +32,8 @@ __all__ = ["ImageFolderDataset"]
 #: download progress with ``verbose``; npdl shows a progress bar when tqdm is there).
 _COURSE_IGNORED_ARGUMENTS = frozenset({"verbose"})
 
-Transform = Callable[[np.ndarray], np.ndarray]
+#: An npdl Transform or a plain per-image callable.
+TransformLike = Callable[[np.ndarray], np.ndarray]
 
 
 def _read_only_view(array: np.ndarray) -> np.ndarray:
@@ -111,7 +112,7 @@ class ImageFolderDataset:
     def __init__(
         self,
         root: str | os.PathLike | ImageSource,
-        transform: Transform | None = None,
+        transform: TransformLike | None = None,
         mode: str = "train",
         limit_files: int | None = None,
         split: Mapping[str, float] = DEFAULT_SPLIT,
@@ -161,7 +162,7 @@ class ImageFolderDataset:
         images: np.ndarray,
         labels: Sequence[int] | np.ndarray,
         classes: Sequence[str],
-        transform: Transform | None = None,
+        transform: TransformLike | None = None,
         names: Sequence[str] | None = None,
     ) -> ImageFolderDataset:
         """Build a dataset from arrays already in memory (e.g. prepared ``.npy`` files).
@@ -217,7 +218,7 @@ class ImageFolderDataset:
         labels: np.ndarray,
         classes: Sequence[str],
         names: list[str],
-        transform: Transform | None,
+        transform: TransformLike | None,
     ) -> None:
         self.images = _read_only_view(images)
         self.labels = _read_only_view(labels.astype(np.int64, copy=False))
