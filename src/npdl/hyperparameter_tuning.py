@@ -106,9 +106,12 @@ def _grid_configs(grid_search_spaces: Mapping[str, Iterable]) -> list[dict]:
 
 def _single_value(values: list, mode: str) -> float | int | None:
     """The one value of a range whose bounds are equal (``([x], mode)``), else None."""
-    if values[0] != values[-1]:
+    low, high = _bounds(values)
+    if low != high:
         return None
     value = values[0]
+    if not math.isfinite(value):
+        raise ValueError(f"a range's value must be finite, got {value!r}")
     if mode == "log" and not value > 0:
         raise ValueError(f"a log range needs a value > 0, got {value!r}")
     if mode == "int":
