@@ -177,7 +177,7 @@ class ImageFolderDataset:
         classes : sequence of str
             Class names.
         transform : callable, optional
-            Batch transform, as for the constructor.
+            As for the constructor (an npdl transform or a per-image callable).
         names : sequence of str, optional
             Name per image; defaults to ``"<index>"``.
 
