@@ -6,6 +6,7 @@ import pytest
 import npdl.data.decoding
 from npdl.data.dataset import ImageFolderDataset
 from npdl.data.sources import open_image_source
+from npdl.data.transform_base import BatchTransform
 from npdl.data.transforms import FlattenTransform
 
 
@@ -74,20 +75,25 @@ def test_unknown_mode_names_the_allowed_ones(png_folder):
 
 
 def test_course_keyword_arguments(png_folder):
-    with pytest.warns(UserWarning, match="download_url"):
-        ImageFolderDataset(png_folder.root, download_url="https://example.org/cifar.zip")
+    # root holds data: download_url is not fetched (this URL could not be reached).
+    dataset = ImageFolderDataset(
+        png_folder.root, download_url="https://example.org/cifar.zip", verbose=True
+    )
+    assert len(dataset) == 18
     with pytest.raises(TypeError, match="limit_file"):
         ImageFolderDataset(png_folder.root, limit_file=3)
 
 
-def test_getitem_applies_the_transform_to_a_batch_of_one(png_folder):
+def test_getitem_applies_a_batch_transform_to_a_batch_of_one(png_folder):
     seen_shapes = []
 
     def transform(images):
         seen_shapes.append(images.shape)
         return images.astype(np.float32) / 255
 
-    dataset = ImageFolderDataset(png_folder.root, transform=transform, mode="test", seed=0)
+    dataset = ImageFolderDataset(
+        png_folder.root, transform=BatchTransform(transform), mode="test", seed=0
+    )
     sample = dataset[2]
     assert set(sample) == {"image", "label"}
     assert seen_shapes == [(1, 32, 32, 3)]
@@ -106,7 +112,9 @@ def test_get_batch_transforms_the_whole_batch(png_folder):
         calls.append(images.shape)
         return images.reshape(len(images), -1)
 
-    dataset = ImageFolderDataset(png_folder.root, transform=transform, mode="train", seed=0)
+    dataset = ImageFolderDataset(
+        png_folder.root, transform=BatchTransform(transform), mode="train", seed=0
+    )
     batch = dataset.get_batch([3, 0, 5])
     assert calls == [(3, 32, 32, 3)]
     assert batch["image"].shape == (3, 32 * 32 * 3)
@@ -114,12 +122,13 @@ def test_get_batch_transforms_the_whole_batch(png_folder):
     np.testing.assert_array_equal(batch["label"], dataset.labels[[3, 0, 5]])
 
 
-def test_dataset_arrays_are_read_only(png_folder):
+def test_dataset_arrays_are_read_only_and_samples_are_copies(png_folder):
     dataset = ImageFolderDataset(png_folder.root, mode="test")
     with pytest.raises(ValueError, match="read-only"):
         dataset.images[0, 0, 0, 0] = 1
-    with pytest.raises(ValueError, match="read-only"):
-        dataset[0]["image"][0, 0, 0] = 1
+    sample = dataset[0]["image"]  # the course's writable float copy
+    sample[0, 0, 0] = 1000.0
+    assert dataset.images[0, 0, 0, 0] != 1000 and dataset[0]["image"][0, 0, 0] < 256
 
 
 @pytest.mark.parametrize("archive_kind", ["tar.gz", "zip"])

@@ -30,14 +30,20 @@ import normalize  # noqa: E402  (the normalize stage's run())
 # --------------------------------------------------------------------- statistics
 
 
-def test_mean_and_std_of_uint8_images_are_on_the_unit_scale(image_files):
+def test_mean_and_std_of_uint8_images_are_in_their_scale_unless_scaled(image_files):
     images = image_files.random_images(9, 11)
     mean, std = compute_image_mean_and_std(images, chunk_size=4)
-    scaled = images / 255.0
     assert mean.shape == std.shape == (3,)
     assert mean.dtype == std.dtype == np.float64
+    np.testing.assert_allclose(mean, images.mean(axis=(0, 1, 2)), rtol=1e-12)  # as the course
+    np.testing.assert_allclose(std, images.std(axis=(0, 1, 2)), rtol=1e-12)
+    mean, std = compute_image_mean_and_std(images, chunk_size=4, scale=1 / 255)
+    scaled = images / 255.0
     np.testing.assert_allclose(mean, scaled.mean(axis=(0, 1, 2)), rtol=1e-12)
     np.testing.assert_allclose(std, scaled.std(axis=(0, 1, 2)), rtol=1e-12)
+    # The pipeline's statistics stay on the [0, 1] scale.
+    stats = fit_standardization(images)
+    np.testing.assert_allclose(stats["mean"], scaled.mean(axis=(0, 1, 2)), rtol=1e-6)
 
 
 def test_mean_and_std_of_float_images_are_taken_as_they_are():

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from npdl.data.transform_base import BatchTransform
 from npdl.data.transforms import (
     ComposeTransform,
     FlattenTransform,
@@ -166,7 +167,7 @@ def test_compose_applies_in_order_and_keeps_uint8_until_rescale(batch):
         [
             RandomHorizontalFlip(rng=0),
             RandomCrop(rng=0),
-            spy,
+            BatchTransform(spy),  # a batch function sees the whole uint8 batch
             RescaleTransform(),
             NormalizeTransform([0.5] * 3, [0.25] * 3),
             FlattenTransform(),
@@ -195,6 +196,6 @@ def test_no_transform_modifies_its_input(batch):
     np.testing.assert_array_equal(writable, original)
 
 
-def test_single_images_are_refused_with_a_hint():
-    with pytest.raises(ValueError, match=r"batch of shape \(N, H, W, C\).*images\[np.newaxis\]"):
-        RescaleTransform()(np.zeros((32, 32, 3), np.uint8))
+def test_arrays_that_are_neither_a_batch_nor_an_image_are_refused_with_a_hint():
+    with pytest.raises(ValueError, match=r"batch of shape \(N, H, W, C\) or one image"):
+        RescaleTransform()(np.zeros((32, 32), np.uint8))

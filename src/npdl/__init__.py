@@ -1,7 +1,8 @@
 """npdl: NumPy deep learning for CIFAR-10 with the course's API.
 
-Course code needs only its import line changed, e.g.
-``from npdl import ClassificationNet, Solver, Relu, Adam, DataLoader``.
+Course code needs only its import lines changed, e.g.
+``from npdl import ClassificationNet, Solver, Relu, Adam, DataLoader`` (the README's
+"Course code" section lists one line per course module).
 """
 
 __version__ = "0.2.0"
@@ -11,15 +12,19 @@ import importlib
 from .activations import ELU, Activation, LeakyRelu, Maxout, Relu, Sigmoid, Tanh, make_activation
 from .data import (
     DEFAULT_SPLIT,
+    BatchTransform,
     ComposeTransform,
     DataLoader,
     FlattenTransform,
+    IdentityTransform,
     ImageFolderDataset,
     ImageSource,
+    MemoryImageFolderDataset,
     NormalizeTransform,
     RandomCrop,
     RandomHorizontalFlip,
     RescaleTransform,
+    Transform,
     compute_image_mean_and_std,
     decode_image,
     list_image_archive,
@@ -40,9 +45,12 @@ from .layers import (
     affine_forward,
 )
 from .losses import BCE, L1, MSE, CrossEntropyFromLogits, Loss
-from .network import ClassificationNet, load_model
-from .optimizers import SGD, Adam, Optimizer, SGDMomentum
+from .network import ClassificationNet, MyOwnNetwork, load_model
+from .optimizers import SGD, Adam, Optimizer, SGDMomentum, sgd_momentum
 from .solver import Solver
+
+#: The course's search functions, importable from ``npdl`` as from its module.
+_SEARCH_FUNCTIONS = ("findBestConfig", "grid_search", "random_search")
 
 
 def __getattr__(name: str):
@@ -50,6 +58,8 @@ def __getattr__(name: str):
     # that ``import npdl`` for a single training does not load the search package.
     if name == "hyperparameter_tuning":
         return importlib.import_module(f"{__name__}.{name}")
+    if name in _SEARCH_FUNCTIONS:
+        return getattr(importlib.import_module(f"{__name__}.hyperparameter_tuning"), name)
     raise AttributeError(f"module 'npdl' has no attribute {name!r}")
 
 
@@ -65,18 +75,22 @@ __all__ = [
     "Adam",
     "Affine",
     "BatchNorm",
+    "BatchTransform",
     "ClassificationNet",
     "ComposeTransform",
     "CrossEntropyFromLogits",
     "DataLoader",
     "Dropout",
     "FlattenTransform",
+    "IdentityTransform",
     "ImageFolderDataset",
     "ImageSource",
     "Layer",
     "LeakyRelu",
     "Loss",
     "Maxout",
+    "MemoryImageFolderDataset",
+    "MyOwnNetwork",
     "NormalizeTransform",
     "Optimizer",
     "RandomCrop",
@@ -87,18 +101,23 @@ __all__ = [
     "Sigmoid",
     "Solver",
     "Tanh",
+    "Transform",
     "__version__",
     "affine_backward",
     "affine_forward",
     "compute_image_mean_and_std",
     "decode_image",
+    "findBestConfig",
+    "grid_search",
     "hyperparameter_tuning",
     "list_image_archive",
     "list_image_folder",
     "load_model",
     "make_activation",
     "open_image_source",
+    "random_search",
     "read_cifar10_python_archive",
+    "sgd_momentum",
     "split_source_indices",
     "stratified_split",
     "stratified_subset",

@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .activations import ACTIVATIONS
+from .data.download import CIFAR10_MD5, CIFAR10_URL
 from .network import INIT_SCHEMES
 from .optimizers import OPTIMIZERS
 from .schedules import SCHEDULES
 from .solver import MONITORS
 
-#: The official CIFAR-10 python archive and its published md5.
-CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+#: The official CIFAR-10 python archive (``CIFAR10_URL``) and its md5 (``CIFAR10_MD5``),
+#: defined with the download code.
 SPLIT_MODES = ("train", "val", "test")
 
 

@@ -20,11 +20,18 @@ the solver's ``best_model_stats`` (``val_loss``, ``val_acc``, ``train_loss``,
 :data:`npdl.solver.STATUSES`). A run that diverged before finishing one epoch has
 ``val_loss = inf``; it can never be the best.
 
+As in the course: a range's bounds may come in either order (``([1e-2, 1e-6],
+'log')``); a single-value range (``([x], 'log' | 'int' | 'float')``) means that value;
+a grid may list a value twice (the product is taken as given); classes may stand for
+instances (``'loss_func': ([CrossEntropyFromLogits], 'item')``,
+``'activation': ([Relu, Sigmoid], 'item')``); and without ``rng`` random configs are
+drawn from Python's global :mod:`random` module exactly as the course draws them, so
+``random.seed(0)`` before the call gives the course's configs again.
+
 Differences from the course, all on purpose:
 
-* Random points come from :func:`npdl.search.sample_points` with an explicit seed
-  (``rng``); the course drew from Python's global ``random`` module. ``rng=None``
-  keeps the course's behaviour (fresh, unrepeatable draws).
+* With a seed or generator (``rng=``) random points come from
+  :func:`npdl.search.sample_points`, the sampler the pipeline's sweeps share.
 * An unknown sampling mode or a malformed space raises ``ValueError`` naming the key;
   the course printed a message and silently dropped the key.
 * Model weights are seeded only if the config says so: add ``"rng": [0]`` to a grid
@@ -33,15 +40,17 @@ Differences from the course, all on purpose:
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
+import random
 from collections.abc import Iterable, Mapping
 
 import numpy as np
 
 from .activations import Relu, Sigmoid
 from .network import ClassificationNet
-from .search.spaces import Choice, Interval, grid_points, sample_points
+from .search.spaces import Choice, Interval, sample_points
 from .solver import Solver
 
 #: Sampling modes of a random search space, as in the course.
@@ -77,20 +86,51 @@ def grid_search_space(grid_search_spaces: Mapping[str, Iterable]) -> dict[str, C
     return space
 
 
-def random_search_space(random_search_spaces: Mapping[str, tuple]) -> dict[str, Choice | Interval]:
-    """Turn a course random-search space into a search space.
+def _grid_configs(grid_search_spaces: Mapping[str, Iterable]) -> list[dict]:
+    """Every combination of a course grid, as given (``itertools.product`` order)."""
+    value_lists = {}
+    for key, values in grid_search_spaces.items():
+        if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+            raise ValueError(f"grid search key {key!r}: expected a list of values, got {values!r}")
+        value_lists[key] = list(values)
+        if not value_lists[key]:
+            raise ValueError(f"grid search key {key!r}: expected at least one value, got none")
+    if not value_lists:
+        raise ValueError("the grid is empty: give at least one key with a list of values")
+    keys = list(value_lists)
+    return [
+        dict(zip(keys, combination, strict=True))
+        for combination in itertools.product(*value_lists.values())
+    ]
 
-    Parameters
-    ----------
-    random_search_spaces : dict
-        ``{key: (values, mode)}`` with ``mode`` one of
-        :data:`ALLOWED_RANDOM_SEARCH_PARAMS`: ``'log'`` (log-uniform float between
-        ``values[0]`` and ``values[-1]``), ``'int'`` (uniform integer, both ends
-        included), ``'float'`` (uniform float) or ``'item'`` (one of ``values``).
 
-    Returns
-    -------
-    dict of str -> Choice or Interval
+def _single_value(values: list, mode: str) -> float | int | None:
+    """The one value of a range whose bounds are equal (``([x], mode)``), else None."""
+    low, high = _bounds(values)
+    if low != high:
+        return None
+    value = values[0]
+    if not math.isfinite(value):
+        raise ValueError(f"a range's value must be finite, got {value!r}")
+    if mode == "log" and not value > 0:
+        raise ValueError(f"a log range needs a value > 0, got {value!r}")
+    if mode == "int":
+        if int(value) != value:
+            raise ValueError(f"an int range needs an integer value, got {value!r}")
+        return int(value)
+    return value
+
+
+def _bounds(values: list) -> tuple[float, float]:
+    """The range's ``(low, high)``, in either order as given (as the course takes them)."""
+    for bound in (values[0], values[-1]):
+        if isinstance(bound, bool) or not isinstance(bound, numbers.Real):
+            raise ValueError(f"range bounds must be numbers, got {bound!r}")
+    return min(values[0], values[-1]), max(values[0], values[-1])
+
+
+def _checked_entries(random_search_spaces: Mapping[str, tuple]) -> list[tuple[str, list, str]]:
+    """``(key, values, mode)`` per key of a course random-search space, validated.
 
     Raises
     ------
@@ -98,7 +138,7 @@ def random_search_space(random_search_spaces: Mapping[str, tuple]) -> dict[str, 
         Naming the key whose entry is malformed, whose mode is unknown or whose bounds
         are invalid.
     """
-    space: dict[str, Choice | Interval] = {}
+    entries = []
     for key, entry in random_search_spaces.items():
         if not (isinstance(entry, tuple | list) and len(entry) == 2 and isinstance(entry[1], str)):
             raise ValueError(
@@ -116,15 +156,67 @@ def random_search_space(random_search_spaces: Mapping[str, tuple]) -> dict[str, 
                 f"random search key {key!r}: expected a non-empty list of values, got {values!r}"
             )
         try:
+            if mode != "item" and _single_value(list(values), mode) is None:
+                low, high = _bounds(list(values))
+                Interval(low, high, log=mode == "log", integer=mode == "int")
+        except ValueError as error:
+            raise ValueError(f"random search key {key!r} (mode {mode!r}): {error}") from None
+        entries.append((key, list(values), mode))
+    return entries
+
+
+def random_search_space(random_search_spaces: Mapping[str, tuple]) -> dict[str, Choice | Interval]:
+    """Turn a course random-search space into a search space.
+
+    Parameters
+    ----------
+    random_search_spaces : dict
+        ``{key: (values, mode)}`` with ``mode`` one of
+        :data:`ALLOWED_RANDOM_SEARCH_PARAMS`: ``'log'`` (log-uniform float between
+        ``values[0]`` and ``values[-1]``, in either order), ``'int'`` (uniform integer,
+        both ends included), ``'float'`` (uniform float) or ``'item'`` (one of
+        ``values``). Equal bounds (``[x]``) give ``Choice((x,))``.
+
+    Returns
+    -------
+    dict of str -> Choice or Interval
+
+    Raises
+    ------
+    ValueError
+        Naming the key whose entry is malformed, whose mode is unknown or whose bounds
+        are invalid (or, for ``'item'``, whose values repeat).
+    """
+    space: dict[str, Choice | Interval] = {}
+    for key, values, mode in _checked_entries(random_search_spaces):
+        try:
+            single = None if mode == "item" else _single_value(values, mode)
             if mode == "item":
                 space[key] = Choice(tuple(values))
+            elif single is not None:
+                space[key] = Choice((single,))
             else:
-                space[key] = Interval(
-                    values[0], values[-1], log=mode == "log", integer=mode == "int"
-                )
+                low, high = _bounds(values)
+                space[key] = Interval(low, high, log=mode == "log", integer=mode == "int")
         except ValueError as error:
             raise ValueError(f"random search key {key!r} (mode {mode!r}): {error}") from None
     return space
+
+
+def _course_draw(values: list, mode: str) -> object:
+    """One value drawn from Python's global :mod:`random` as the course's code draws it."""
+    if mode == "item":
+        return random.choice(values)
+    single = _single_value(values, mode)
+    if mode == "log":
+        value = 10 ** random.uniform(math.log10(values[0]), math.log10(values[-1]))
+    elif mode == "int":
+        low, high = _bounds(values)
+        value = random.randint(math.ceil(low), math.floor(high))
+    else:
+        value = random.uniform(values[0], values[-1])
+    # A single value is drawn all the same, so the draws after it stay the course's.
+    return value if single is None else single
 
 
 def random_search_spaces_to_config(
@@ -132,8 +224,14 @@ def random_search_spaces_to_config(
 ) -> dict:
     """Sample one config from a course random-search space (course helper).
 
-    ``rng``: a generator or seed; None draws fresh, unrepeatable entropy.
+    ``rng``: a generator or seed (:func:`npdl.search.sample_points`); None draws from
+    Python's global :mod:`random`, as the course does (``random.seed`` repeats it).
     """
+    if rng is None:
+        return {
+            key: _course_draw(values, mode)
+            for key, values, mode in _checked_entries(random_search_spaces)
+        }
     space = random_search_space(random_search_spaces)
     return sample_points(space, 1, np.random.default_rng(rng))[0]
 
@@ -153,8 +251,9 @@ def grid_search(
     train_loader, val_loader : iterables of {'image': (N, ...), 'label': (N,)} batches
     grid_search_spaces : dict of str -> list
         Values to try per key; every combination is trained (in
-        ``itertools.product`` order: the last key varies fastest). Keys not given
-        keep the model's and the solver's defaults.
+        ``itertools.product`` order: the last key varies fastest; a value listed
+        twice is trained twice, as in the course). Keys not given keep the model's
+        and the solver's defaults.
     model_class : callable
         Builds a model from a config, ``model_class(**config)``.
     epochs : int
@@ -170,7 +269,7 @@ def grid_search(
     results : list of (dict, dict)
         ``(config, stats)`` per config, see the module docstring.
     """
-    configs = grid_points(grid_search_space(grid_search_spaces))
+    configs = _grid_configs(grid_search_spaces)
     return findBestConfig(train_loader, val_loader, configs, epochs, patience, model_class)
 
 
@@ -196,8 +295,9 @@ def random_search(
         Number of configs to sample and train, ``>= 1``.
     rng : numpy.random.Generator or int, optional
         Seed or generator for sampling; the same seed gives the same configs, and a
-        larger ``num_search`` only appends configs. None: fresh OS entropy, as the
-        course's unseeded sampling.
+        larger ``num_search`` only appends configs. None: Python's global
+        :mod:`random`, drawn as the course draws (``random.seed(...)`` before the call
+        repeats the configs).
 
     Returns
     -------
@@ -208,8 +308,14 @@ def random_search(
         raise ValueError(f"num_search must be an int >= 1, got num_search={num_search!r}")
     if num_search < 1:
         raise ValueError(f"num_search must be an int >= 1, got num_search={num_search!r}")
-    space = random_search_space(random_search_spaces)
-    configs = sample_points(space, int(num_search), np.random.default_rng(rng))
+    if rng is None:
+        _checked_entries(random_search_spaces)  # every key checked before any draw
+        configs = [
+            random_search_spaces_to_config(random_search_spaces) for _ in range(int(num_search))
+        ]
+    else:
+        space = random_search_space(random_search_spaces)
+        configs = sample_points(space, int(num_search), np.random.default_rng(rng))
     return findBestConfig(train_loader, val_loader, configs, epochs, patience, model_class)
 
 

@@ -48,6 +48,10 @@ class _LayerArrays(MutableMapping):
         arrays, key = self._slot(name)
         target = arrays[key]
         value = np.asarray(value)
+        if value.ndim == 0:
+            # The course's optimizers reset a gradient with ``model.grads[name] = 0.0``.
+            target.fill(value)
+            return
         if value.shape != target.shape:
             raise ValueError(
                 f"{self._attribute}[{name!r}] has shape {target.shape}, got {value.shape}"
@@ -72,8 +76,9 @@ class ClassificationNet:
 
     Parameters
     ----------
-    activation : Activation or str
-        Activation after every hidden affine layer (course default ``Sigmoid()``).
+    activation : Activation, Activation class or str
+        Activation after every hidden affine layer (course default ``Sigmoid()``; a
+        class such as ``Relu`` is instantiated, as the course's 2021 version did).
         With :class:`~npdl.activations.Maxout` the hidden affine layers are widened
         by its number of pieces.
     num_layer : int
@@ -105,6 +110,19 @@ class ClassificationNet:
     **kwargs
         Ignored, so a search config can be passed to both model and Solver, as the
         course's search helpers do.
+
+    Attributes
+    ----------
+    params, grads : dict-like of str -> numpy.ndarray
+        ``W1``: ``(input_size, hidden)``, ``b1``: ``(hidden,)``, ...; assigning an array
+        (or a scalar, e.g. ``grads[name] = 0.0``) writes into the layers.
+    reg : dict of str -> float
+        ``reg * sum(W**2)`` per weight matrix of the last forward pass.
+    num_operation : int
+        Multiply-adds of the affine layers in the last forward pass (``N`` times the
+        weights' sizes), which the course's ``Solver`` adds up.
+
+    Calling the model, ``model(X)``, is ``model.forward(X)``.
     """
 
     def __init__(
@@ -126,6 +144,8 @@ class ClassificationNet:
     ):
         if isinstance(activation, str):
             activation = make_activation(activation)
+        elif isinstance(activation, type) and issubclass(activation, Activation):
+            activation = activation()
         if not isinstance(activation, Activation):
             raise TypeError(f"activation must be an npdl Activation or a name, got {activation!r}")
         if isinstance(hidden_size, list | tuple):
@@ -162,6 +182,7 @@ class ClassificationNet:
         self.training = True
         #: Per weight matrix, ``reg * sum(W**2)`` of the last forward pass (course API).
         self.reg: dict[str, float] = {}
+        self.num_operation = 0
         # Filled by the pipeline and saved with the model.
         self.class_names: list[str] | None = None
         #: (H, W, C) of the images it was trained on; None when not trained on images.
@@ -186,6 +207,7 @@ class ClassificationNet:
         self._buffer_index: dict[str, tuple[Layer, str]] = {}
         fan_in = self.input_size
         pieces = self.activation.pieces
+        self._weights_per_sample = 0
         for i, width in enumerate([*self.hidden_sizes, self.num_classes], start=1):
             last = i == self.num_layer
             fan_out = width if last else width * pieces
@@ -195,6 +217,7 @@ class ClassificationNet:
                 input_grad=i > 1,
             )
             self._add(affine, i)
+            self._weights_per_sample += fan_in * fan_out
             if not last:
                 if self.batch_norm:
                     self._add(BatchNorm(fan_out, dtype=self.dtype), i)
@@ -258,6 +281,7 @@ class ClassificationNet:
             )
         for layer in self.layers:
             out = layer.forward(out, self.training)
+        self.num_operation = len(out) * self._weights_per_sample
         if self.reg_strength:
             self.reg = {
                 name: self.reg_strength * float(np.vdot(w, w))
@@ -265,6 +289,10 @@ class ClassificationNet:
                 if name.startswith("W")
             }
         return out
+
+    def __call__(self, X):
+        """``model(X)`` is :meth:`forward` (the logits)."""
+        return self.forward(X)
 
     def backward(self, dy):
         """Back-propagate ``dy`` (N, num_classes), the loss gradient w.r.t. the logits.
@@ -401,6 +429,31 @@ class ClassificationNet:
         }
         model.eval()
         return model
+
+
+class MyOwnNetwork(ClassificationNet):
+    """The course's template for a network of your own: a :class:`ClassificationNet`
+    to subclass or edit.
+
+    As it stands it *is* a ``ClassificationNet`` with the same arguments (so course code
+    that builds ``MyOwnNetwork()`` runs). To make it yours, override what you change and
+    keep the contract the :class:`~npdl.solver.Solver` relies on:
+
+    * ``__init__(self, activation=..., num_layer=..., ..., **kwargs)``: call
+      ``super().__init__(...)`` (or build ``self.layers`` and the ``params``/``grads``
+      views yourself via :meth:`reset_weights`), accepting ``**kwargs`` so a search
+      config can hold keys meant for the Solver;
+    * ``forward(X)``: ``(N, input_size)`` -> logits ``(N, num_classes)``, filling
+      ``self.reg`` with the L2 terms;
+    * ``backward(dy)``: fills and returns ``self.grads`` (same keys and shapes as
+      ``self.params``);
+    * ``train()``/``eval()``, ``state_dict()``/``load_state_dict()`` for the best
+      epoch's weights.
+
+    Everything ``ClassificationNet`` offers (``dropout``, ``batch_norm``, ``init``,
+    ``hidden_size=[...]``) can be passed without writing code, e.g.
+    ``MyOwnNetwork(activation=Relu(), hidden_size=[512, 256], init="he", dropout=0.2)``.
+    """
 
 
 def load_model(path: str | os.PathLike) -> ClassificationNet:

@@ -23,6 +23,17 @@ import numpy as np
 from .threads import blocks, run_blocks
 
 
+def _course_optim_config(optimizer: str, kwargs: dict, allowed: dict[str, float]) -> dict:
+    """The course's ``optim_config={'momentum': 0.9}`` as keyword arguments."""
+    config = dict(kwargs.pop("optim_config", None) or {})
+    unknown = sorted(set(config) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"{optimizer} optim_config has unknown keys {unknown}; allowed: {sorted(allowed)}"
+        )
+    return {**allowed, **config}
+
+
 def _add_l2(dw, w, decay, scratch) -> None:
     """``dw += decay * w`` in place (the gradient is recomputed by every backward)."""
     np.multiply(w, decay, out=scratch)
@@ -97,6 +108,18 @@ class Optimizer:
         """Decoupled decay: ``w *= 1 - lr * decay``."""
         if decay and self.decoupled:
             w *= 1.0 - self.lr * decay
+
+    def backward(self, y_pred, y_true) -> None:
+        """Fill the model's gradients for a batch (course API, as its ``Solver`` calls).
+
+        Parameters
+        ----------
+        y_pred : numpy.ndarray
+            The model's output for the batch, e.g. logits ``(N, C)``.
+        y_true : numpy.ndarray
+            The targets, e.g. ``int (N,)`` labels.
+        """
+        self.model.backward(self.loss_func.backward(y_pred, y_true))
 
     def step(self) -> None:
         """Update every parameter in place from its gradient."""
@@ -176,7 +199,8 @@ class SGDMomentum(Optimizer):
         As for every optimizer; coupled by default (added to the gradient, so it
         goes through the momentum).
     **kwargs
-        Ignored.
+        ``optim_config`` (the course's ``{'momentum': ...}``) sets ``momentum``; any
+        other keyword is ignored.
     """
 
     slot_keys = ("velocity", "scratch")
@@ -193,6 +217,7 @@ class SGDMomentum(Optimizer):
         **kwargs,
     ):
         super().__init__(model, loss_func, learning_rate, weight_decay, decoupled)
+        momentum = _course_optim_config("sgd_momentum", kwargs, {"momentum": momentum})["momentum"]
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
         self.momentum = float(momentum)
@@ -229,7 +254,8 @@ class Adam(Optimizer):
     decoupled : bool, optional
         Default True (AdamW).
     **kwargs
-        Ignored.
+        ``optim_config`` (the course's ``{'beta1': ..., 'beta2': ..., 'epsilon': ...}``)
+        sets those; any other keyword is ignored.
 
     Notes
     -----
@@ -256,6 +282,10 @@ class Adam(Optimizer):
         **kwargs,
     ):
         super().__init__(model, loss_func, learning_rate, weight_decay, decoupled)
+        config = _course_optim_config(
+            "Adam", kwargs, {"beta1": beta1, "beta2": beta2, "epsilon": epsilon}
+        )
+        beta1, beta2, epsilon = config["beta1"], config["beta2"], config["epsilon"]
         for key, value in (("beta1", beta1), ("beta2", beta2)):
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{key} must be in [0, 1), got {value!r}")
@@ -286,6 +316,9 @@ class Adam(Optimizer):
         scratch *= self._step_size
         w -= scratch
 
+
+#: The course's name of SGD with momentum.
+sgd_momentum = SGDMomentum
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {
     "sgd": SGD,

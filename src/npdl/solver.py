@@ -27,7 +27,9 @@ class Solver:
     ----------
     model : ClassificationNet (or any object with forward/backward/params/grads)
     train_dataloader, val_dataloader : iterables of {'image': (N, ...), 'label': (N,)}
-    loss_func : Loss
+    loss_func : Loss or Loss class
+        A class (e.g. ``CrossEntropyFromLogits``) is instantiated, so a search space
+        may list classes as the course's does.
     learning_rate : float
         Peak learning rate.
     optimizer : Optimizer class or name ('adam', 'sgd', 'sgd_momentum')
@@ -59,6 +61,9 @@ class Solver:
     train_loss_history, val_loss_history, train_acc_history, val_acc_history,
     lr_history : list of float, one entry per epoch
     train_batch_loss : list of float, one entry per training step
+    num_operation : int
+        Multiply-adds counted as the course's Solver does: the model's
+        ``num_operation`` after each forward pass, and again for each backward pass.
     status : str, one of :data:`STATUSES` after ``train``
     """
 
@@ -91,6 +96,8 @@ class Solver:
                     f"unknown optimizer {optimizer!r}; allowed: {', '.join(sorted(OPTIMIZERS))}"
                 )
             optimizer = OPTIMIZERS[optimizer]
+        if isinstance(loss_func, type):
+            loss_func = loss_func()
         if monitor not in MONITORS:
             raise ValueError(f"monitor must be one of {sorted(MONITORS)}, got {monitor!r}")
         self.model = model
@@ -135,6 +142,7 @@ class Solver:
         self.epoch_seconds: list[float] = []
         self.train_batch_loss: list[float] = []
         self.val_batch_loss: list[float] = []
+        self.num_operation = 0
 
     # -- training -------------------------------------------------------------------
     def _schedule(self, total_epochs: int) -> LearningRateSchedule:
@@ -159,6 +167,7 @@ class Solver:
                 self.train_batch_loss.append(loss)
                 return math.nan, math.nan, True
             model.backward(dlogits)
+            self.num_operation += 2 * getattr(model, "num_operation", 0)
             self.opt.step()
             self.global_step += 1
             self.train_batch_loss.append(loss)
@@ -179,6 +188,7 @@ class Solver:
             for batch in loader:
                 labels = np.asarray(batch["label"])
                 logits = model.forward(batch["image"])
+                self.num_operation += getattr(model, "num_operation", 0)
                 total_loss += self.loss_func.forward(logits, labels, reduction="sum")
                 correct += int(np.count_nonzero(logits.argmax(axis=1) == labels))
                 seen += len(labels)

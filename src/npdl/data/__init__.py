@@ -10,10 +10,15 @@ One module per concept:
 - :mod:`~npdl.data.cifar`: the official CIFAR-10 python archive (restricted unpickler).
 - :mod:`~npdl.data.sources`: :class:`ImageSource` and :func:`open_image_source` over
   all of the above.
-- :mod:`~npdl.data.download`: http(s) downloads with a checksum.
+- :mod:`~npdl.data.download`: http(s) downloads with a checksum; the course's
+  ``download_url`` (download, then unpack with :mod:`~npdl.data.unpacking`).
 - :mod:`~npdl.data.splits`: stratified, reproducible train/val/test splits.
 - :mod:`~npdl.data.dataset`: :class:`ImageFolderDataset`.
+- :mod:`~npdl.data.memory_dataset`: the course's :class:`MemoryImageFolderDataset` and
+  its ``cifar10.pckl``.
 - :mod:`~npdl.data.loader`: :class:`DataLoader`.
+- :mod:`~npdl.data.transform_base`: the transform contract (a batch or one image; plain
+  callables per image).
 - :mod:`~npdl.data.transforms`: batch-wise transforms, and the pipeline's transforms
   built from fitted statistics.
 - :mod:`~npdl.data.normalization`: image statistics, standardisation and ZCA; the
@@ -25,9 +30,10 @@ from .archives import list_image_archive
 from .cifar import Cifar10PythonSource, read_cifar10_python_archive, restricted_unpickle
 from .dataset import ImageFolderDataset
 from .decoding import IMAGE_EXTENSIONS, decode_image, decoding_pool
-from .download import download, resolve_source
+from .download import download, download_and_unpack, resolve_source
 from .folders import list_image_folder
 from .loader import DataLoader
+from .memory_dataset import MemoryImageFolderDataset, read_memory_file
 from .normalization import (
     Normalization,
     compute_image_mean_and_std,
@@ -40,12 +46,20 @@ from .normalization import (
     write_normalization,
 )
 from .prepared import PreparedData, load_manifest, load_split, prepare_dataset, write_prepared
-from .sources import ArchiveImageSource, FolderImageSource, ImageSource, open_image_source
+from .sources import (
+    ArchiveImageSource,
+    ArrayImageSource,
+    FolderImageSource,
+    ImageSource,
+    open_image_source,
+)
 from .splits import DEFAULT_SPLIT, split_source_indices, stratified_split, stratified_subset
+from .transform_base import BatchTransform, Transform, apply_to_batch, apply_to_one
 from .transforms import (
     AsFloat,
     ComposeTransform,
     FlattenTransform,
+    IdentityTransform,
     NormalizeTransform,
     RandomCrop,
     RandomHorizontalFlip,
@@ -60,25 +74,33 @@ __all__ = [
     "DEFAULT_SPLIT",
     "IMAGE_EXTENSIONS",
     "ArchiveImageSource",
+    "ArrayImageSource",
     "AsFloat",
+    "BatchTransform",
     "Cifar10PythonSource",
     "ComposeTransform",
     "DataLoader",
     "FlattenTransform",
     "FolderImageSource",
+    "IdentityTransform",
     "ImageFolderDataset",
     "ImageSource",
+    "MemoryImageFolderDataset",
     "Normalization",
     "NormalizeTransform",
     "PreparedData",
     "RandomCrop",
     "RandomHorizontalFlip",
     "RescaleTransform",
+    "Transform",
     "ZCATransform",
+    "apply_to_batch",
+    "apply_to_one",
     "compute_image_mean_and_std",
     "decode_image",
     "decoding_pool",
     "download",
+    "download_and_unpack",
     "eval_transform",
     "fit_standardization",
     "fit_zca",
@@ -91,6 +113,7 @@ __all__ = [
     "prepare_dataset",
     "prepared_transform",
     "read_cifar10_python_archive",
+    "read_memory_file",
     "read_normalization",
     "resolve_source",
     "restricted_unpickle",

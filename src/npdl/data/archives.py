@@ -5,9 +5,10 @@ ImageFolder tree, either at its top level or under one top-level folder
 (``cifar10-train/<class>/<image>``). A tar is listed in one pass, from memory when its
 decompressed stream is small enough (:data:`IN_MEMORY_TAR_BYTES`).
 
-Archives are read in memory and never extracted, so a member called ``../../x`` could
-not write anywhere; such names (``..`` or absolute) are still refused, because an
-archive carrying them is either broken or hostile. So is a member claiming more than
+Archives are read in memory and never extracted (only the course's ``download_url`` is
+unpacked, by :mod:`npdl.data.unpacking`, with these checks), so a member called
+``../../x`` could not write anywhere; such names (``..`` or absolute) are still
+refused, because an archive carrying them is either broken or hostile. So is a member claiming more than
 :data:`MAX_MEMBER_BYTES` uncompressed (a decompression bomb).
 """
 

@@ -14,14 +14,12 @@ import codecs
 import io
 import os
 import pickle
-from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from .archives import _scan_tar
-from .decoding import DEFAULT_IMAGE_SIZE, _as_image_size, _resize_array
-from .sources import ImageSource
+from .sources import ArrayImageSource
 
 __all__ = [
     "Cifar10PythonSource",
@@ -49,9 +47,23 @@ def _encode_latin1(text: str, encoding: str) -> bytes:
 # ndarray.__reduce__ hands out numpy's reconstruction function without importing the
 # private module path, which differs between numpy 1 (numpy.core) and 2 (numpy._core).
 _NDARRAY_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]
+# Likewise numpy scalars (``np.int64(3)`` in a list of labels): ``scalar(dtype, bytes)``.
+_SCALAR_RECONSTRUCT = np.int64(0).__reduce__()[0]
+
+
+def _array_from_buffer(buffer: bytes, dtype: np.dtype, shape: tuple, order: str) -> np.ndarray:
+    # Protocol 5 stores arrays as (buffer, dtype, shape, order); this rebuilds exactly
+    # that, and np.frombuffer refuses object dtypes.
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape, order=order)
+
+
 _ALLOWED_PICKLE_GLOBALS: dict[tuple[str, str], object] = {
     ("numpy.core.multiarray", "_reconstruct"): _NDARRAY_RECONSTRUCT,
     ("numpy._core.multiarray", "_reconstruct"): _NDARRAY_RECONSTRUCT,
+    ("numpy.core.multiarray", "scalar"): _SCALAR_RECONSTRUCT,
+    ("numpy._core.multiarray", "scalar"): _SCALAR_RECONSTRUCT,
+    ("numpy.core.numeric", "_frombuffer"): _array_from_buffer,
+    ("numpy._core.numeric", "_frombuffer"): _array_from_buffer,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): _encode_latin1,
@@ -80,11 +92,11 @@ def restricted_unpickle(data: bytes, source_name: str) -> object:
     """Load a pickle that may contain only plain Python values and numpy arrays.
 
     Loading a pickle can call any importable function; this unpickler resolves only
-    numpy's array reconstruction (``numpy[._]core.multiarray._reconstruct``,
-    ``numpy.ndarray``, ``numpy.dtype``) and ``_codecs.encode`` with ``latin1`` (how
-    protocol 2 stores bytes). Strings load as ``bytes`` (``encoding="bytes"``), as the
-    CIFAR-10 batches, written by Python 2, require. Arrays pickled with protocol 5
-    (``numpy._core.numeric._frombuffer``) are refused: no CIFAR file needs them.
+    numpy's array and scalar reconstruction (``numpy[._]core.multiarray._reconstruct``
+    and ``scalar``, ``numpy.ndarray``, ``numpy.dtype``; protocol 5's
+    ``numpy[._]core.numeric._frombuffer`` is rebuilt with :func:`numpy.frombuffer`) and
+    ``_codecs.encode`` with ``latin1`` (how protocol 2 stores bytes). Python 2 strings
+    load as ``bytes`` (``encoding="bytes"``), as the CIFAR-10 batches require.
 
     Parameters
     ----------
@@ -230,7 +242,7 @@ def read_cifar10_python_archive(path: str | os.PathLike) -> dict[str, object]:
     return result
 
 
-class Cifar10PythonSource(ImageSource):
+class Cifar10PythonSource(ArrayImageSource):
     """The official CIFAR-10 python archive as an :class:`ImageSource`.
 
     Samples are the 50,000 training images (``data_batch_1`` … ``data_batch_5`` in
@@ -241,48 +253,24 @@ class Cifar10PythonSource(ImageSource):
     """
 
     def __init__(self, path: str | os.PathLike, *, _parsed: dict | None = None) -> None:
-        self.path = Path(path)
+        path = Path(path)
         if _parsed is None:
-            scan = _scan_tar(self.path, capture=_is_cifar_member)
-            _parsed = _parse_cifar_archive(self.path, scan.captured)
-        self.classes = list(_parsed["classes"])
-        self._images = np.concatenate([_parsed["train_images"], _parsed["test_images"]])
-        self.labels = np.concatenate([_parsed["train_labels"], _parsed["test_labels"]])
+            scan = _scan_tar(path, capture=_is_cifar_member)
+            _parsed = _parse_cifar_archive(path, scan.captured)
         train_count = len(_parsed["train_labels"])
         test_count = len(_parsed["test_labels"])
         self.subsets = np.array(["train"] * train_count + ["test"] * test_count, dtype="<U5")
-        self.names = [
+        names = [
             f"{batch_name}/{row:05d}"
             for batch_name, batch_size in zip(
                 _CIFAR_TRAIN_BATCHES, _parsed["train_batch_sizes"], strict=True
             )
             for row in range(batch_size)
         ] + [f"{_CIFAR_TEST_BATCH}/{row:05d}" for row in range(test_count)]
-
-    def read_images(
-        self,
-        indices: Sequence[int] | np.ndarray | None = None,
-        *,
-        size: int | Sequence[int] = DEFAULT_IMAGE_SIZE,
-        workers: int | str | None = None,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> np.ndarray:
-        """Return the selected images; see :meth:`ImageSource.read_images`.
-
-        ``workers`` and ``progress`` are accepted for interface compatibility and
-        unused (the batches hold decoded pixels).
-        """
-        indices = self._checked_indices(indices)
-        size = _as_image_size(size)
-        images = self._images[indices]
-        if size == (_CIFAR_SIDE, _CIFAR_SIDE):
-            return images
-        resized = np.empty((len(images), *size, 3), dtype=np.uint8)
-        for row, image in enumerate(images):
-            resized[row] = _resize_array(image, size)
-        return resized
-
-    def _iter_encoded(
-        self, unique: np.ndarray, rows: np.ndarray
-    ) -> Iterator[tuple[int, str, bytes]]:  # pragma: no cover - read_images overrides
-        raise NotImplementedError("CIFAR-10 python batches hold decoded pixels")
+        super().__init__(
+            path,
+            np.concatenate([_parsed["train_images"], _parsed["test_images"]]),
+            np.concatenate([_parsed["train_labels"], _parsed["test_labels"]]),
+            _parsed["classes"],
+            names,
+        )

@@ -3,28 +3,37 @@
 The course API is kept with two changes that make it fast and reproducible:
 
 * a dataset decodes its images **once**, into one ``uint8 (N, H, W, 3)`` array, and
-  transforms run on whole batches (see :mod:`npdl.data.transforms`);
+  npdl's transforms run on whole batches (see :mod:`npdl.data.transforms`; a plain
+  per-image callable gets one image at a time, see :mod:`npdl.data.transform_base`);
 * every random choice (the split) draws from an explicit seed or
   :class:`numpy.random.Generator` (see :mod:`npdl.data.splits`).
+
+As in the course, ``dataset[i]['image']`` without a transform is a fresh, writable
+``float64 (H, W, 3)`` copy, and ``download_url`` fetches and unpacks the data into
+``root`` when ``root`` is missing or empty.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from .download import download_and_unpack
 from .sources import ImageSource, open_image_source
 from .splits import DEFAULT_SPLIT, SeedLike, _as_labels, split_source_indices, stratified_subset
+from .transform_base import apply_to_batch, apply_to_one
 
 __all__ = ["ImageFolderDataset"]
 
-_COURSE_DOWNLOAD_ARGUMENTS = frozenset({"download_url", "force_download"})
+#: The course's keyword arguments that have no effect here (its ``Dataset`` printed
+#: download progress with ``verbose``; npdl shows a progress bar when tqdm is there).
+_COURSE_IGNORED_ARGUMENTS = frozenset({"verbose"})
 
-Transform = Callable[[np.ndarray], np.ndarray]
+#: An npdl Transform or a plain per-image callable.
+TransformLike = Callable[[np.ndarray], np.ndarray]
 
 
 def _read_only_view(array: np.ndarray) -> np.ndarray:
@@ -46,8 +55,10 @@ class ImageFolderDataset:
         official ``cifar-10-python.tar.gz``, or an already opened
         :class:`~npdl.data.sources.ImageSource` (open once, build several modes).
     transform : callable, optional
-        Batch transform ``(N, H, W, 3) array -> array`` (see :mod:`npdl.data.transforms`),
-        applied by :meth:`__getitem__` and :meth:`get_batch`, never stored.
+        An npdl transform (run on whole batches, see :mod:`npdl.data.transforms`) or a
+        plain callable written for one ``(H, W, 3)`` image (run image by image, see
+        :func:`~npdl.data.transform_base.apply_to_batch`); applied by
+        :meth:`__getitem__` and :meth:`get_batch`, never stored.
     mode : str, default "train"
         Which part of the split; one of ``split``'s keys (plus ``"test"`` for the
         official CIFAR-10 archive).
@@ -67,10 +78,16 @@ class ImageFolderDataset:
         if they differ).
     workers : int, optional
         Decoding processes; see :meth:`~npdl.data.sources.ImageSource.read_images`.
+    download_url : str, optional
+        The course's: an archive (``.zip``, ``.tar.gz``, ...) downloaded and unpacked
+        into ``root`` when ``root`` is missing or empty (see
+        :func:`~npdl.data.download.download_and_unpack`; checked against its md5 when
+        the URL is a known one). Unused when ``root`` holds data.
+    force_download : bool, default False
+        Download and unpack again even if ``root`` holds data (the course's).
     **kwargs
-        Accepted for the course's signature: ``download_url`` and
-        ``force_download`` are ignored with a warning (nothing is downloaded). Any
-        other keyword raises ``TypeError``.
+        ``verbose`` (the course's) is accepted and has no effect; any other keyword
+        raises ``TypeError``.
 
     Attributes
     ----------
@@ -95,26 +112,21 @@ class ImageFolderDataset:
     def __init__(
         self,
         root: str | os.PathLike | ImageSource,
-        transform: Transform | None = None,
+        transform: TransformLike | None = None,
         mode: str = "train",
         limit_files: int | None = None,
         split: Mapping[str, float] = DEFAULT_SPLIT,
         seed: SeedLike = 0,
         image_size: int | Sequence[int] = (32, 32),
         workers: int | None = None,
+        download_url: str | None = None,
+        force_download: bool = False,
         **kwargs: Any,
     ) -> None:
-        unexpected = sorted(set(kwargs) - _COURSE_DOWNLOAD_ARGUMENTS)
+        unexpected = sorted(set(kwargs) - _COURSE_IGNORED_ARGUMENTS)
         if unexpected:
-            raise TypeError(f"ImageFolderDataset got unexpected keyword arguments {unexpected}")
-        if kwargs:
-            warnings.warn(
-                f"ImageFolderDataset ignores {sorted(kwargs)}: npdl reads local folders and "
-                "archives only; download the data first and pass its path as root",
-                UserWarning,
-                stacklevel=2,
-            )
-        source = open_image_source(root)
+            raise TypeError(f"{type(self).__name__} got unexpected keyword arguments {unexpected}")
+        source = self._open_source(root, download_url, bool(force_download))
         indices_by_mode = split_source_indices(source, split, rng=seed)
         if mode not in indices_by_mode:
             raise ValueError(
@@ -133,13 +145,24 @@ class ImageFolderDataset:
         self.mode: str | None = mode
         self.source_indices: np.ndarray | None = _read_only_view(indices)
 
+    def _open_source(
+        self,
+        root: str | os.PathLike | ImageSource,
+        download_url: str | None,
+        force_download: bool,
+    ) -> ImageSource:
+        """The source behind ``root``, fetched from ``download_url`` first if need be."""
+        if download_url is not None and not isinstance(root, ImageSource):
+            download_and_unpack(download_url, root, force=force_download)
+        return open_image_source(root)
+
     @classmethod
     def from_arrays(
         cls,
         images: np.ndarray,
         labels: Sequence[int] | np.ndarray,
         classes: Sequence[str],
-        transform: Transform | None = None,
+        transform: TransformLike | None = None,
         names: Sequence[str] | None = None,
     ) -> ImageFolderDataset:
         """Build a dataset from arrays already in memory (e.g. prepared ``.npy`` files).
@@ -154,7 +177,7 @@ class ImageFolderDataset:
         classes : sequence of str
             Class names.
         transform : callable, optional
-            Batch transform, as for the constructor.
+            As for the constructor (an npdl transform or a per-image callable).
         names : sequence of str, optional
             Name per image; defaults to ``"<index>"``.
 
@@ -195,7 +218,7 @@ class ImageFolderDataset:
         labels: np.ndarray,
         classes: Sequence[str],
         names: list[str],
-        transform: Transform | None,
+        transform: TransformLike | None,
     ) -> None:
         self.images = _read_only_view(images)
         self.labels = _read_only_view(labels.astype(np.int64, copy=False))
@@ -216,17 +239,21 @@ class ImageFolderDataset:
     def __getitem__(self, index: int) -> dict[str, Any]:
         """Return one sample, ``{'image': array, 'label': int}``.
 
-        The image is ``images[index]`` (``uint8 (H, W, 3)``) passed through the
-        transform as a batch of one and unwrapped again, so the same batch-wise
-        transforms serve single samples.
+        Without a transform the image is a writable ``float64 (H, W, 3)`` copy of
+        ``images[index]`` (the course's ``np.asarray(image, dtype=float)``). With one,
+        it is what the transform makes of that one image
+        (:func:`~npdl.data.transform_base.apply_to_one`), e.g. ``float32 (H*W*3,)``
+        after ``FlattenTransform``.
         """
         if isinstance(index, bool) or not isinstance(index, int | np.integer):
             raise TypeError(
                 f"index must be an int, got {type(index).__name__}; use get_batch for arrays"
             )
         image = self.images[index]
-        if self.transform is not None:
-            image = self.transform(image[np.newaxis])[0]
+        if self.transform is None:
+            image = image.astype(np.float64)
+        else:
+            image = apply_to_one(self.transform, image)
         return {"image": image, "label": int(self.labels[index])}
 
     def get_batch(self, indices: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
@@ -239,11 +266,12 @@ class ImageFolderDataset:
         Returns
         -------
         dict
-            ``'image'``: ``transform(images[indices])`` (``uint8 (B, H, W, 3)``
-            without a transform); ``'label'``: ``int64 (B,)``.
+            ``'image'``: the transformed batch (:func:`~npdl.data.transform_base.apply_to_batch`:
+            one call for npdl's transforms, image by image for a plain callable;
+            ``uint8 (B, H, W, 3)`` without a transform); ``'label'``: ``int64 (B,)``.
         """
         indices = np.asarray(indices, dtype=np.int64)
         images = self.images[indices]
         if self.transform is not None:
-            images = self.transform(images)
+            images = apply_to_batch(self.transform, images)
         return {"image": images, "label": self.labels[indices]}

@@ -3,6 +3,8 @@
 A download streams into a temporary file beside its destination (hashing as it goes)
 and is renamed into place only when complete and verified, so an interrupted or
 corrupted download never leaves a file that looks finished.
+:func:`download_and_unpack` is the course's ``download_url``: fetch an archive and
+unpack it into a dataset's ``root`` (:mod:`npdl.data.unpacking`).
 """
 
 from __future__ import annotations
@@ -10,16 +12,34 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 from ..io import atomic_write
+from .unpacking import unpack_archive
 
-__all__ = ["download", "file_md5", "is_url", "resolve_source"]
+__all__ = [
+    "CIFAR10_MD5",
+    "CIFAR10_URL",
+    "KNOWN_MD5",
+    "download",
+    "download_and_unpack",
+    "file_md5",
+    "is_url",
+    "resolve_source",
+]
 
 CHUNK = 1 << 20
+
+#: The official CIFAR-10 python archive and its published md5.
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+
+#: Published checksums of the archives npdl knows, by URL.
+KNOWN_MD5 = {CIFAR10_URL: CIFAR10_MD5}
 
 
 def is_url(source: str) -> bool:
@@ -138,3 +158,55 @@ def resolve_source(
     if md5 is not None and path.is_file() and file_md5(path) != md5:
         raise ValueError(f"checksum mismatch for {path}: expected md5 {md5}, got {file_md5(path)}")
     return path
+
+
+def download_and_unpack(
+    url: str,
+    root: str | os.PathLike,
+    md5: str | None = None,
+    force: bool = False,
+    timeout: float = 60.0,
+    progress: bool = True,
+) -> Path:
+    """Download the archive at ``url`` and unpack it into ``root``, unless ``root`` holds
+    data already (the course's ``download_url``).
+
+    Parameters
+    ----------
+    url : str
+        An archive (``.zip``, ``.tar.gz``, ...); any URL ``urllib`` opens (http(s),
+        ``file://``).
+    root : path-like
+        Folder to fill; nothing is fetched when it exists and is not empty.
+    md5 : str, optional
+        Expected hex digest of the archive; default: :data:`KNOWN_MD5` for known URLs.
+    force : bool
+        Download and unpack even if ``root`` holds data (files of the same name are
+        overwritten, others kept).
+    timeout, progress
+        As for :func:`download`.
+
+    Returns
+    -------
+    pathlib.Path
+        ``root``.
+
+    Raises
+    ------
+    ConnectionError, ValueError
+        As for :func:`download` and :func:`~npdl.data.unpacking.unpack_archive`; the
+        archive itself is never kept.
+    """
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        if force:
+            raise ValueError(f"cannot unpack {url} into {root}: it is a file, not a folder")
+        return root
+    if not force and root.is_dir() and any(root.iterdir()):
+        return root
+    md5 = md5 if md5 is not None else KNOWN_MD5.get(url)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{root.name}.download-", dir=root.parent) as tmp:
+        archive = download(url, tmp, md5=md5, timeout=timeout, progress=progress)
+        unpack_archive(archive, root)
+    return root

@@ -25,6 +25,7 @@ This module owns the normalize stage's folder (``data/normalized/``); write it w
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -60,13 +61,14 @@ _ZCA_KEYS = ("zca_mean", "zca_matrix")
 
 
 def compute_image_mean_and_std(
-    images: np.ndarray, chunk_size: int = 4096
+    images: np.ndarray, chunk_size: int = 4096, scale: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and standard deviation of a set of images.
 
-    ``uint8`` images are measured on the ``[0, 1]`` scale (pixel / 255), which is
-    what :class:`~npdl.data.transforms.NormalizeTransform` sees after
-    ``RescaleTransform()``; floating-point images are measured as they are.
+    As in the course, the statistics are in the scale of the array given (``uint8``
+    images give values in [0, 255]); ``scale`` measures ``images * scale`` instead
+    without a float copy of the whole array, e.g. ``scale=1 / 255`` for what
+    :class:`~npdl.data.transforms.NormalizeTransform` sees after ``RescaleTransform()``.
     Computed in float64, two passes over chunks of images (mean, then squared
     deviations), so memory stays at one chunk and no precision is lost to
     ``E[x^2] - E[x]^2`` cancellation.
@@ -74,9 +76,11 @@ def compute_image_mean_and_std(
     Parameters
     ----------
     images : numpy.ndarray
-        Shape ``(N, H, W, C)``, ``uint8`` or floating point, N >= 1.
+        Shape ``(N, H, W, C)``, integer or floating point, N >= 1.
     chunk_size : int, default 4096
         Images per chunk.
+    scale : float, default 1.0
+        Factor applied to the pixels before measuring them.
 
     Returns
     -------
@@ -89,17 +93,16 @@ def compute_image_mean_and_std(
         raise ValueError(f"chunk_size={chunk_size} must be >= 1")
     if images.ndim != 4 or images.shape[0] == 0:
         raise ValueError(f"images must have shape (N, H, W, C) with N >= 1, got {images.shape}")
-    if images.dtype == np.uint8:
-        scale = 1.0 / 255.0
-    elif np.issubdtype(images.dtype, np.floating):
-        scale = 1.0
-    else:
-        raise ValueError(f"images must be uint8 or floating point, got {images.dtype}")
+    if images.dtype == np.bool_ or not np.issubdtype(images.dtype, np.number):
+        raise ValueError(f"images must be integer or floating point pixels, got {images.dtype}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale={scale!r} must be a finite number > 0")
     pixels_per_channel = images.shape[0] * images.shape[1] * images.shape[2]
 
     def chunks() -> Iterator[np.ndarray]:
         for start in range(0, images.shape[0], chunk_size):
-            yield images[start : start + chunk_size].astype(np.float64) * scale
+            chunk = images[start : start + chunk_size].astype(np.float64)
+            yield chunk * scale if scale != 1.0 else chunk
 
     mean = sum(chunk.sum(axis=(0, 1, 2)) for chunk in chunks()) / pixels_per_channel
     variance = sum(((chunk - mean) ** 2).sum(axis=(0, 1, 2)) for chunk in chunks())
@@ -117,7 +120,9 @@ def fit_standardization(train_images: np.ndarray) -> dict[str, np.ndarray]:
     -------
     dict with ``mean`` and ``std``: float32 (3,)
     """
-    mean, std = compute_image_mean_and_std(train_images)
+    train_images = np.asarray(train_images)
+    scale = 1.0 / 255.0 if train_images.dtype == np.uint8 else 1.0  # float: as they are
+    mean, std = compute_image_mean_and_std(train_images, scale=scale)
     if np.any(std <= 0):
         raise ValueError(
             f"a channel of the training images is constant (std {std}); cannot standardise"

@@ -35,11 +35,12 @@ from .archives import (
     _scan_tar,
     _TarScan,
 )
-from .decoding import DEFAULT_IMAGE_SIZE, _as_image_size, _decode_into
+from .decoding import DEFAULT_IMAGE_SIZE, _as_image_size, _decode_into, _resize_array
 from .folders import _is_hidden, _is_image_name, list_image_folder
 
 __all__ = [
     "ArchiveImageSource",
+    "ArrayImageSource",
     "FolderImageSource",
     "ImageSource",
     "open_image_source",
@@ -166,6 +167,80 @@ class ImageSource(ABC):
         Items may come in any order; sources yield them in whatever order is cheapest
         to read.
         """
+
+
+class ArrayImageSource(ImageSource):
+    """Images already decoded, held in memory: :meth:`read_images` just indexes them.
+
+    Parameters
+    ----------
+    path : path-like
+        Where the arrays came from (for messages).
+    images : numpy.ndarray
+        ``uint8 (N, H, W, 3)``.
+    labels : array-like of int, shape (N,)
+        Values in ``[0, len(classes))``.
+    classes : sequence of str
+    names : sequence of str
+        One unique name per image.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        images: np.ndarray,
+        labels: Sequence[int] | np.ndarray,
+        classes: Sequence[str],
+        names: Sequence[str],
+    ) -> None:
+        self.path = Path(path)
+        self._images = np.asarray(images)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        if (
+            self._images.dtype != np.uint8
+            or self._images.ndim != 4
+            or self._images.shape[-1] != 3
+            or len(self._images) != len(self.labels)
+        ):
+            raise ValueError(
+                f"{self.path}: images must be uint8 of shape (N, H, W, 3) with N = "
+                f"{len(self.labels)} labels, got {self._images.dtype} {self._images.shape}"
+            )
+        if self.labels.size and (self.labels.min() < 0 or self.labels.max() >= len(classes)):
+            raise ValueError(
+                f"{self.path}: labels must lie in [0, {len(classes)}) for classes "
+                f"{list(classes)}, got [{self.labels.min()}, {self.labels.max()}]"
+            )
+        self.classes = list(classes)
+        self.names = list(names)
+
+    def read_images(
+        self,
+        indices: Sequence[int] | np.ndarray | None = None,
+        *,
+        size: int | Sequence[int] = DEFAULT_IMAGE_SIZE,
+        workers: int | str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """Return the selected images; see :meth:`ImageSource.read_images`.
+
+        ``workers`` and ``progress`` are accepted for interface compatibility and
+        unused (the images are decoded already).
+        """
+        indices = self._checked_indices(indices)
+        size = _as_image_size(size)
+        images = self._images[indices]
+        if images.shape[1:3] == size:
+            return images
+        resized = np.empty((len(images), *size, 3), dtype=np.uint8)
+        for row, image in enumerate(images):
+            resized[row] = _resize_array(image, size)
+        return resized
+
+    def _iter_encoded(
+        self, unique: np.ndarray, rows: np.ndarray
+    ) -> Iterator[tuple[int, str, bytes]]:  # pragma: no cover - read_images overrides
+        raise NotImplementedError("an ArrayImageSource holds decoded pixels")
 
 
 class FolderImageSource(ImageSource):

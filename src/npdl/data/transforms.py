@@ -1,8 +1,12 @@
-"""Batch-wise image transforms.
+"""Image transforms, vectorised over a batch and usable on one image.
 
 Every transform takes a batch ``images`` of shape ``(N, H, W, C)`` (``FlattenTransform``
-also accepts any ``(N, ...)``) and returns a new array; a single image is handled as a
-batch of one by the dataset. The contract all transforms keep:
+also accepts any ``(N, ...)``) and returns a new array; called on one image
+``(H, W, C)`` it returns what the course's per-image transform returns (``(H, W, C)``,
+or ``(H * W * C,)`` for ``FlattenTransform``). See :mod:`npdl.data.transform_base` for
+how datasets apply them, and plain per-image callables, to batches. The course's
+keyword names are accepted (``RescaleTransform(range_=..., old_range=...)``,
+``RandomHorizontalFlip(prob=...)``). The contract all transforms keep:
 
 * **Never modify the input.** Datasets pass views of their stored images; an in-place
   edit would corrupt every later epoch.
@@ -39,10 +43,13 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike, DTypeLike
 
+from .transform_base import Transform, apply_to_batch, apply_to_one
+
 __all__ = [
     "AsFloat",
     "ComposeTransform",
     "FlattenTransform",
+    "IdentityTransform",
     "NormalizeTransform",
     "RandomCrop",
     "RandomHorizontalFlip",
@@ -58,13 +65,13 @@ def _check_batch(images: np.ndarray, transform: object) -> np.ndarray:
     images = np.asarray(images)
     if images.ndim != 4:
         raise ValueError(
-            f"{type(transform).__name__} expects a batch of shape (N, H, W, C), got shape "
-            f"{images.shape}; wrap a single image as images[np.newaxis]"
+            f"{type(transform).__name__} expects a batch of shape (N, H, W, C) or one image "
+            f"of shape (H, W, C), got shape {images.shape}"
         )
     return images
 
 
-class RescaleTransform:
+class RescaleTransform(Transform):
     """Map pixel values linearly from ``in_range`` to ``out_range``.
 
     Parameters
@@ -75,6 +82,8 @@ class RescaleTransform:
         Source ``(min, max)``, the range of ``uint8`` pixels.
     dtype : numpy dtype, default float32
         Output dtype.
+    range_, old_range : (float, float), optional
+        The course's names for ``out_range`` and ``in_range``.
 
     Notes
     -----
@@ -86,7 +95,12 @@ class RescaleTransform:
         out_range: Sequence[float] = (0, 1),
         in_range: Sequence[float] = (0, 255),
         dtype: DTypeLike = np.float32,
+        *,
+        range_: Sequence[float] | None = None,
+        old_range: Sequence[float] | None = None,
     ) -> None:
+        out_range = out_range if range_ is None else range_
+        in_range = in_range if old_range is None else old_range
         self.out_min, self.out_max = (float(value) for value in out_range)
         self.in_min, self.in_max = (float(value) for value in in_range)
         if self.in_max == self.in_min:
@@ -94,7 +108,7 @@ class RescaleTransform:
         self.dtype = np.dtype(dtype)
         self.scale = (self.out_max - self.out_min) / (self.in_max - self.in_min)
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
+    def apply_batch(self, images: np.ndarray) -> np.ndarray:
         """Rescale a batch.
 
         Parameters
@@ -121,7 +135,7 @@ class RescaleTransform:
         )
 
 
-class NormalizeTransform:
+class NormalizeTransform(Transform):
     """Standardise each channel: ``(image - mean) / std``.
 
     Parameters
@@ -150,7 +164,7 @@ class NormalizeTransform:
             raise ValueError(f"std must be > 0 in every channel, got {self.std.tolist()}")
         self._tiled_cache: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
+    def apply_batch(self, images: np.ndarray) -> np.ndarray:
         """Normalise a batch.
 
         Parameters
@@ -188,14 +202,15 @@ class NormalizeTransform:
         return f"NormalizeTransform(mean={self.mean.tolist()}, std={self.std.tolist()})"
 
 
-class FlattenTransform:
-    """Flatten each image of a batch: ``(N, H, W, C) -> (N, H * W * C)``.
+class FlattenTransform(Transform):
+    """Flatten each image of a batch: ``(N, H, W, C) -> (N, H * W * C)``; one image
+    ``(H, W, C)`` -> ``(H * W * C,)``.
 
     The order is row-major over ``(H, W, C)``. Returns a view when the input is
     contiguous (no transform modifies its input, so sharing memory is safe).
     """
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
+    def apply_batch(self, images: np.ndarray) -> np.ndarray:
         """Flatten a batch of shape ``(N, ...)`` to ``(N, prod(...))``, same dtype."""
         images = np.asarray(images)
         if images.ndim < 1:
@@ -206,30 +221,54 @@ class FlattenTransform:
         return "FlattenTransform()"
 
 
-class ComposeTransform:
+class ComposeTransform(Transform):
     """Apply transforms one after another.
 
     Parameters
     ----------
     transforms : iterable of callables
-        Each maps a batch array to a batch array.
+        npdl transforms, which run on the whole batch, or plain callables written
+        for one image, which get one image at a time (see
+        :func:`~npdl.data.transform_base.apply_to_batch`).
     """
 
     def __init__(self, transforms: Iterable[Callable[[np.ndarray], np.ndarray]]) -> None:
         self.transforms = list(transforms)
-
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        """Run ``images`` (shape ``(N, ...)``) through every transform in order."""
         for transform in self.transforms:
-            images = transform(images)
+            if not callable(transform):
+                raise TypeError(f"ComposeTransform takes callables, got {transform!r}")
+
+    def apply_batch(self, images: np.ndarray) -> np.ndarray:
+        """Run a batch (shape ``(N, ...)``) through every transform in order."""
+        for transform in self.transforms:
+            images = apply_to_batch(transform, images)
         return images
+
+    def apply_one(self, image: np.ndarray) -> np.ndarray:
+        """Run one image (shape ``(H, W, C)``) through every transform in order."""
+        for transform in self.transforms:
+            image = apply_to_one(transform, image)
+        return image
 
     def __repr__(self) -> str:
         inner = ", ".join(repr(transform) for transform in self.transforms)
         return f"ComposeTransform([{inner}])"
 
 
-class RandomHorizontalFlip:
+class IdentityTransform(Transform):
+    """Return the images unchanged (the course's default transform)."""
+
+    def apply_batch(self, images: np.ndarray) -> np.ndarray:
+        return images
+
+    def apply_one(self, image: np.ndarray) -> np.ndarray:
+        return image
+
+    def __repr__(self) -> str:
+        return "IdentityTransform()"
+
+
+class RandomHorizontalFlip(Transform):
     """Mirror each image left-right with probability ``p``.
 
     Parameters
@@ -238,15 +277,29 @@ class RandomHorizontalFlip:
         Probability that an image is flipped, in ``[0, 1]``.
     rng : int or numpy.random.Generator, optional
         Seed or generator of the flips; None draws fresh OS entropy.
+    prob : float, optional
+        The course's name for ``p``.
     """
 
-    def __init__(self, p: float = 0.5, rng: int | np.random.Generator | None = None) -> None:
+    def __init__(
+        self,
+        p: float = 0.5,
+        rng: int | np.random.Generator | None = None,
+        *,
+        prob: float | None = None,
+    ) -> None:
+        p = p if prob is None else prob
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"flip probability p={p} must lie in [0, 1]")
         self.p = float(p)
         self.rng = np.random.default_rng(rng)
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
+    @property
+    def prob(self) -> float:
+        """The flip probability (the course's name)."""
+        return self.p
+
+    def apply_batch(self, images: np.ndarray) -> np.ndarray:
         """Flip a random subset of the batch.
 
         Parameters
@@ -274,7 +327,7 @@ class RandomHorizontalFlip:
         return f"RandomHorizontalFlip(p={self.p})"
 
 
-class RandomCrop:
+class RandomCrop(Transform):
     """Pad each image, then cut a window of ``size`` at a random position.
 
     The standard CIFAR augmentation (``padding=4``, ``size=32``): the image shifts by
@@ -316,7 +369,7 @@ class RandomCrop:
         self.fill = fill
         self.rng = np.random.default_rng(rng)
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
+    def apply_batch(self, images: np.ndarray) -> np.ndarray:
         """Crop every image of the batch at its own random offset.
 
         Parameters
@@ -363,25 +416,28 @@ class RandomCrop:
 # ---------------------------------------------------------------- pipeline transforms
 
 
-class ZCATransform:
-    """Flattened standardised batch (N, D) -> ``(x - zca_mean) @ zca_matrix`` (N, D)."""
+class ZCATransform(Transform):
+    """Flattened standardised batch (N, D) -> ``(x - zca_mean) @ zca_matrix`` (N, D);
+    one flattened image (D,) -> (D,)."""
+
+    image_ndim = 1
 
     def __init__(self, mean: np.ndarray, matrix: np.ndarray, dtype=np.float32):
         self.mean = np.asarray(mean, dtype=dtype)
         self.matrix = np.asarray(matrix, dtype=dtype)
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
+    def apply_batch(self, batch: np.ndarray) -> np.ndarray:
         return (batch - self.mean) @ self.matrix
 
 
-class AsFloat:
-    """Any-dtype batch -> the same values as ``dtype`` (float32 by default)."""
+class AsFloat(Transform):
+    """Any-dtype batch (or image) -> the same values as ``dtype`` (float32 by default)."""
 
     def __init__(self, dtype=np.float32):
         self.dtype = np.dtype(dtype)
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return batch.astype(self.dtype)
+    def apply_batch(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(batch).astype(self.dtype)
 
 
 def eval_transform(preprocessing: dict[str, np.ndarray], dtype=np.float32) -> ComposeTransform:
