@@ -110,13 +110,13 @@ def test_tune_passes_its_own_overrides_on_to_the_trials():
 
     cfg = to_pipeline_config(composed())
     typed = [
-        "paths.trial_cache=/shared/cache",  # a setting of the trials: passed on
+        "paths.run_store=/shared/cache",  # a setting of the trials: passed on
         "solver.train_fraction=0.5",  # the search sets it (tune.train_fraction)
         "model.dropout=0.1",  # a searched key
         "lr=0.1",  # the shortcut of a searched key
     ]
     command = sweep_command(cfg, "/tmp/sweep", typed)
-    assert "paths.trial_cache=/shared/cache" in command
+    assert "paths.run_store=/shared/cache" in command
     assert f"solver.train_fraction={cfg.tune.train_fraction}" in command
     for dropped in typed[1:]:
         assert dropped not in command

@@ -432,6 +432,12 @@ def validate_config(cfg: PipelineConfig) -> PipelineConfig:
     _one_of("tune.metric", tune.metric, ("val_acc", "val_loss"))
     _check(tune.n_jobs >= 1, "tune.n_jobs", tune.n_jobs, ">= 1")
     _one_of("tune.launcher", tune.launcher, LAUNCHERS)
+    _check(
+        not tune.launcher_settings or tune.launcher != "basic" or tune.n_jobs > 1,
+        "tune.launcher_settings",
+        tune.launcher_settings,
+        "{} for tune.launcher=basic (it takes no settings; choose another launcher)",
+    )
     _check(tune.keep_sweeps >= 1, "tune.keep_sweeps", tune.keep_sweeps, ">= 1 (this search's)")
     limit = cfg.paths.run_store_max_gb
     _check(limit is None or limit > 0, "paths.run_store_max_gb", limit, "null or a size > 0")

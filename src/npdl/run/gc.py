@@ -270,6 +270,12 @@ def collect(
     total = sum(part.size for part in parts)
     report = Collection(size_before=total)
     report.kept = sum(1 for p in parts if p.kind == "entry" and (p.lineage, p.epochs) in keep)
+    # A lineage's description goes with its last result or checkpoint.
+    remaining = {}
+    for part in parts:
+        if part.kind in ("entry", "checkpoint"):
+            remaining[part.lineage] = remaining.get(part.lineage, 0) + 1
+    descriptions = {p.lineage: p.size for p in parts if p.kind == "description"}
     for part in _order(parts, keep, code_hash()):
         old = older_than is not None and now - part.used > older_than
         if not old and (max_bytes is None or total <= max_bytes):
@@ -280,6 +286,9 @@ def collect(
             report.busy.add(part.lineage)
             continue
         total -= part.size
+        if part.kind in ("entry", "checkpoint"):
+            remaining[part.lineage] -= 1
+            total -= descriptions.get(part.lineage, 0) if remaining[part.lineage] == 0 else 0
         report.removed.append((part, "unused for longer than the limit" if old else "over size"))
     report.size_after = total if dry_run else sum(p.size for p in inventory(store))
     return report
@@ -291,11 +300,11 @@ def _remove(store: RunStore, part: Part, dry_run: bool) -> bool:
         if not dry_run:
             _delete(part)
         return True
+    if dry_run:
+        return not store.in_use(part.lineage)
     with store.claiming(part.lineage) as claimed:
         if not claimed:
             return False
-        if dry_run:
-            return True
         hidden = part.path.with_name(f"{staging_prefix(part.path)}gc")
         try:
             os.rename(part.path, hidden)
@@ -306,11 +315,14 @@ def _remove(store: RunStore, part: Part, dry_run: bool) -> bool:
             [p for p in folder.iterdir() if not p.name.startswith(".")] if folder.is_dir() else []
         )
         if {p.name for p in rest} <= {LINEAGE_FILE} and part.kind != "failure":
-            # The lineage's last result or checkpoint: the lineage goes with it.
-            shutil.rmtree(folder, ignore_errors=True)
+            # The lineage's last result or checkpoint: the lineage goes with it (unless
+            # a writer's staging folder is still in it).
+            _delete_path(hidden)
+            _delete_path(folder / LINEAGE_FILE)
             with contextlib.suppress(OSError):
+                folder.rmdir()
+                store.drop_lock(part.lineage)
                 (store.root / "failures" / part.lineage).rmdir()
-            store.drop_lock(part.lineage)
     _delete_path(hidden)
     return True
 
