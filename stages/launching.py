@@ -65,7 +65,7 @@ def launcher_overrides(tune: TuneConfig) -> list[str]:
     args = [] if name == "basic" else [f"hydra/launcher={name}"]
     if name == "joblib":
         args.append(f"hydra.launcher.n_jobs={tune.n_jobs}")
-    settings = _flattened(tune.launcher_settings)
+    settings = _flattened(tune.launcher_settings or {})
     return args + [f"++hydra.launcher.{key}={_override_text(v)}" for key, v in settings.items()]
 
 

@@ -49,7 +49,8 @@ def run(cfg: PipelineConfig) -> dict:
     for name in REPORTS:
         shutil.copyfile(sweep_dir / name, out / f".{name}.tmp")
         (out / f".{name}.tmp").replace(out / name)
-    folder = os.path.relpath(sweep_dir, PROJECT_ROOT)  # the trials' logs: named, kept
+    inside = sweep_dir.is_relative_to(PROJECT_ROOT)  # the trials' logs: named, kept
+    folder = str(sweep_dir.relative_to(PROJECT_ROOT) if inside else sweep_dir)
     save_json(out / "sweep.json", {"folder": folder, "launcher": cfg.tune.launcher})
     print(f"search reports from {folder} (its trials' logs)")
     write_search_report(out / "leaderboard.csv", searched_space(cfg.tune), metrics, pictures)

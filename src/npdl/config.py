@@ -204,9 +204,10 @@ class TuneConfig:
     audit: int = 0
     n_jobs: int = 1
     #: Hydra launcher of the trials (``LAUNCHERS``); ``launcher_settings`` (dotted or
-    #: nested keys) go to ``hydra.launcher``. ``basic`` with ``n_jobs`` > 1 is joblib.
+    #: nested keys; null: the launcher's own) go to ``hydra.launcher``. ``basic`` with
+    #: ``n_jobs`` > 1 is joblib.
     launcher: str = "basic"
-    launcher_settings: dict[str, Any] = field(default_factory=dict)
+    launcher_settings: Optional[dict[str, Any]] = None
     fail_fast: bool = False
     keep_trial_models: bool = True
     #: Job folders of this many searches are kept (the newest); older ones are removed.
@@ -436,7 +437,7 @@ def validate_config(cfg: PipelineConfig) -> PipelineConfig:
         not tune.launcher_settings or tune.launcher != "basic" or tune.n_jobs > 1,
         "tune.launcher_settings",
         tune.launcher_settings,
-        "{} for tune.launcher=basic (it takes no settings; choose another launcher)",
+        "null for tune.launcher=basic (it takes no settings; choose another launcher)",
     )
     _check(tune.keep_sweeps >= 1, "tune.keep_sweeps", tune.keep_sweeps, ">= 1 (this search's)")
     limit = cfg.paths.run_store_max_gb
