@@ -14,6 +14,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from configuration import SHORTCUTS
+from hydra_plugins.npdl_callbacks import OVERRIDE as BOUND_RUN_STORE
 from npdl.config import MULTI_FIDELITY, SAMPLERS, PipelineConfig, TuneConfig, searched_space
 from npdl.threads import set_num_threads, threads_per_worker
 
@@ -97,6 +98,7 @@ def sweep_command(cfg: PipelineConfig, sweep_dir, forwarded=()) -> list[str]:
     args += [f"hydra.sweeper.seed={tune.seed}", f"hydra.sweeper.metric={tune.metric}"]
     args += [f"hydra.sweeper.fail_fast={str(tune.fail_fast).lower()}"]
     args += [f"solver.train_fraction={tune.train_fraction}", "tune.keep_trial_models=false"]
+    args.append(BOUND_RUN_STORE)  # paths.run_store_max_gb after the search
     if tune.sampler in MULTI_FIDELITY:
         args += [f"hydra.sweeper.eta={tune.eta}", f"hydra.sweeper.min_epochs={tune.min_epochs}"]
         args += [f"hydra.sweeper.max_epochs={tune.epochs}", f"hydra.sweeper.audit={tune.audit}"]

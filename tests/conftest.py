@@ -299,20 +299,21 @@ def project_store(cwd) -> Path:
     return cwd.parent / f"{cwd.name}-run-store"
 
 
-def project_env(cwd) -> dict:
+def project_env(cwd, store=None) -> dict:
     """The environment of commands in a project copy: its own library on the path
-    (not the installed one), the shared archive as the data source, its own run store."""
+    (not the installed one), the shared archive as the data source, its own run store
+    (or ``store``)."""
     from npdl.run.store import STORE_ENV
 
     src = Path(cwd) / "src"
     extra = {"PYTHONPATH": str(src)} if src.is_dir() else {}
-    store = {STORE_ENV: str(project_store(cwd))}
-    return {**os.environ, "CIFAR10_SOURCE": str(SHARED_ARCHIVE), **extra, **store}
+    extra[STORE_ENV] = str(store or project_store(cwd))
+    return {**os.environ, "CIFAR10_SOURCE": str(SHARED_ARCHIVE), **extra}
 
 
-def sh(args, cwd, check=True):
+def sh(args, cwd, check=True, store=None):
     """Run ``args`` in a project copy (``project_env``); its output, checked."""
-    env = project_env(cwd)
+    env = project_env(cwd, store)
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if check and result.returncode != 0:
         raise AssertionError(

@@ -139,6 +139,9 @@ def disk_usage(store: RunStore) -> int:
     print(f"{'other code':13} {format_size(sum(p.size for p in other)):>10}  ({len(other)})")
     total = sum(part.size for part in parts)
     print(f"{'total':13} {format_size(total):>10}  {store.root}")
+    events = store.root / "events.jsonl"  # the log: not a part, never trimmed
+    if events.is_file():
+        print(f"{'(events log)':13} {format_size(events.stat().st_size):>10}  {events}")
     return 0
 
 

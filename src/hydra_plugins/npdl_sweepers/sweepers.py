@@ -140,26 +140,7 @@ class _SearchSweeper(Sweeper):
         if self.progress is not None:
             self.progress.close()
         self.report(sweep_dir, best)
-        self.bound_run_store()
         return self.rows
-
-    def bound_run_store(self) -> None:
-        """Trim the run store to ``paths.run_store_max_gb`` once the search is over,
-        keeping its own trials and what the workspace's leaderboard and model came from
-        (``npdl cache gc --max-size N --keep-referenced``)."""
-        limit = OmegaConf.select(self.config, "paths.run_store_max_gb", default=None)
-        if limit is None:
-            return
-        from npdl.run.gc import enforce_limit
-        from npdl.run.store import RunStore, store_root
-
-        configured = OmegaConf.select(self.config, "paths.run_store", default=None)
-        root = store_root(configured, Path.cwd())  # stages run from the project root
-        if not (root / "trials").is_dir():
-            return
-        own = {(row["lineage"], row["budget"]) for row in self.rows if row.get("lineage")}
-        models = Path.cwd() / OmegaConf.select(self.config, "paths.models", default="models")
-        enforce_limit(RunStore(root), float(limit), [models], keep=own)
 
     def configured_point(self, space: dict) -> dict | None:
         """The configured values of the searched keys (override text), or None when
