@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -55,6 +56,8 @@ try:
     import fcntl
 except ImportError:  # not POSIX: no locks, so gc must not run beside writers there
     fcntl = None
+
+log = logging.getLogger("npdl.run")
 
 MANIFEST = "manifest.json"
 LINEAGE_FILE = "lineage.json"
@@ -152,8 +155,14 @@ class RunStore:
     @contextlib.contextmanager
     def holding(self, lineage: str) -> Iterator[None]:
         """Hold ``lineage`` while reading or writing it (a shared lock: any number of
-        processes at once); ``npdl cache gc`` removes none of it meanwhile."""
-        fd = self._lock(lineage, shared=True)
+        processes at once); ``npdl cache gc`` removes none of it meanwhile. Where the
+        file system has no locks (or the store is read-only) the run goes on unlocked,
+        and gc, unable to claim anything there, removes nothing."""
+        try:
+            fd = self._lock(lineage, shared=True)
+        except OSError as error:
+            log.warning("run store %s: cannot lock %s (%s)", self.root, lineage, error)
+            fd = None
         try:
             yield
         finally:
@@ -168,7 +177,10 @@ class RunStore:
         if fcntl is None:
             yield True
             return
-        fd = self._lock(lineage, shared=False)
+        try:
+            fd = self._lock(lineage, shared=False)
+        except OSError:  # no locks here: a holder could not be seen, so claim nothing
+            fd = None
         try:
             yield fd is not None
         finally:
@@ -200,6 +212,9 @@ class RunStore:
             except BlockingIOError:
                 os.close(fd)
                 return None
+            except OSError:
+                os.close(fd)
+                raise
             # A claimer may have removed the file we waited on: a lock on a removed
             # file excludes nobody, so lock the current file instead.
             try:
