@@ -56,7 +56,7 @@ def sweep(data: Path, work: Path, launcher: list[str], trials: int, epochs: int)
         "hydra/sweeper=npdl_grid",
         f"hydra.sweep.dir={run}/sweep",
         f"paths.data={data}",
-        f"paths.trial_cache={run}/cache",
+        f"paths.run_store={run}/cache",
         f"solver.epochs={epochs}",
         f"optimizer.lr={lrs}",
         "model.reg=0.0,0.001",

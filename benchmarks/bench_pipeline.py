@@ -74,6 +74,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="npdl-bench-") as tmp:
         repo = Path(tmp)
         project_copy(repo)
+        # A fresh run store of the benchmark's own (the shared one would serve hits).
+        env["NPDL_RUN_STORE"] = str(repo / ".cache" / "npdl" / "run-store")
         stages = {}
         for stage in STAGES:
             runs = args.repeats if stage == "prepare-split" else 1

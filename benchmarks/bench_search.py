@@ -135,7 +135,7 @@ def real_run(name: str, seed: int, work: Path, table: Table) -> dict:
             *options,
             f"hydra.sweep.dir={sweep_dir}",
             f"paths.data={work / 'data'}",
-            f"paths.trial_cache={Path(scratch) / 'store'}",
+            f"paths.run_store={Path(scratch) / 'store'}",
             # One job at a time; the halving sweeper sets solver.epochs per rung.
             *[item for item in FIXED if not item.startswith(("hydra", "solver.epochs"))],
             *([] if name == "halving" else [f"solver.epochs={table.max_epochs}"]),

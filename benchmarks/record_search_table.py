@@ -69,7 +69,7 @@ def stage(work: Path, name: str, *overrides: str) -> None:
         *overrides,
         f"paths.data={work / 'data'}",
         f"paths.cache={work / 'cache'}",
-        f"paths.trial_cache={work / 'store'}",
+        f"paths.run_store={work / 'store'}",
     ]
     print("+", " ".join(command), flush=True)
     subprocess.run(command, check=True, cwd=ROOT)

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from configuration import to_pipeline_config
 from launching import match_threads_to_launcher
-from npdl.config import ConfigError, debugging
+from npdl.config import ConfigError, PipelineConfig, debugging
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = PROJECT_ROOT / "conf"
@@ -28,6 +28,24 @@ def project_path(relative: str) -> Path:
     """A configured path, relative paths taken from the project root."""
     path = Path(relative)
     return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def run_store(cfg: PipelineConfig):
+    """The run store: ``paths.run_store`` (from the project root), else
+    ``$NPDL_RUN_STORE``, else the user's cache folder; shared by every workspace."""
+    from npdl.run import RunStore
+    from npdl.run.store import store_root
+
+    return RunStore(store_root(cfg.paths.run_store, PROJECT_ROOT))
+
+
+def bound_run_store(cfg: PipelineConfig, store) -> None:
+    """Trim the store to ``paths.run_store_max_gb``, keeping the entries this run's and
+    the workspace's leaderboard and model came from (``npdl cache gc --keep-referenced``)."""
+    from npdl.run.gc import enforce_limit
+
+    models = {project_path(cfg.paths.models), run_dir() / cfg.paths.models}
+    enforce_limit(store, cfg.paths.run_store_max_gb, sorted(models))
 
 
 def in_multirun() -> bool:

@@ -3,7 +3,9 @@ per job, and module paths for launchers that start fresh interpreters."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -12,7 +14,8 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from configuration import SHORTCUTS
-from npdl.config import MULTI_FIDELITY, SAMPLERS, PipelineConfig, searched_space
+from hydra_plugins.npdl_callbacks import OVERRIDE as BOUND_RUN_STORE
+from npdl.config import MULTI_FIDELITY, SAMPLERS, PipelineConfig, TuneConfig, searched_space
 from npdl.threads import set_num_threads, threads_per_worker
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +59,35 @@ def match_threads_to_launcher() -> None:
 SWEEPERS = {name: f"npdl_{name}" for name in SAMPLERS}
 
 
+def launcher_overrides(tune: TuneConfig) -> list[str]:
+    """``hydra/launcher`` for ``tune.launcher`` (``basic`` with ``n_jobs`` > 1: joblib with
+    that many processes) and every ``tune.launcher_settings`` as a ``hydra.launcher`` key."""
+    name = "joblib" if tune.launcher == "basic" and tune.n_jobs > 1 else tune.launcher
+    args = [] if name == "basic" else [f"hydra/launcher={name}"]
+    if name == "joblib":
+        args.append(f"hydra.launcher.n_jobs={tune.n_jobs}")
+    settings = _flattened(tune.launcher_settings or {})
+    return args + [f"++hydra.launcher.{key}={_override_text(v)}" for key, v in settings.items()]
+
+
+def _flattened(settings: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            flat |= _flattened(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _override_text(value) -> str:
+    """``value`` in Hydra's override grammar: plain words bare, other strings quoted."""
+    bare = isinstance(value, str) and re.fullmatch(r"[\w./:@-]+", value) is not None
+    if bare and value.lower() not in ("true", "false", "null", "none", "inf", "nan"):
+        return value
+    return json.dumps(value)
+
+
 def sweep_command(cfg: PipelineConfig, sweep_dir, forwarded=()) -> list[str]:
     """The train stage's multirun that performs the configured search; ``forwarded``
     (this run's own overrides) reach every trial, but for Hydra's and the search's keys."""
@@ -66,6 +98,7 @@ def sweep_command(cfg: PipelineConfig, sweep_dir, forwarded=()) -> list[str]:
     args += [f"hydra.sweeper.seed={tune.seed}", f"hydra.sweeper.metric={tune.metric}"]
     args += [f"hydra.sweeper.fail_fast={str(tune.fail_fast).lower()}"]
     args += [f"solver.train_fraction={tune.train_fraction}", "tune.keep_trial_models=false"]
+    args.append(BOUND_RUN_STORE)  # paths.run_store_max_gb after the search
     if tune.sampler in MULTI_FIDELITY:
         args += [f"hydra.sweeper.eta={tune.eta}", f"hydra.sweeper.min_epochs={tune.min_epochs}"]
         args += [f"hydra.sweeper.max_epochs={tune.epochs}", f"hydra.sweeper.audit={tune.audit}"]
@@ -79,8 +112,7 @@ def sweep_command(cfg: PipelineConfig, sweep_dir, forwarded=()) -> list[str]:
             args.append(f"hydra.sweeper.n_trials={tune.n_trials}")
         if tune.sampler == "tpe":
             args.append(f"hydra.sweeper.batch_size={tune.n_jobs}")
-    if tune.n_jobs > 1:
-        args += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={tune.n_jobs}"]
+    args += launcher_overrides(tune)
     args += [f"{key}={value}" for key, value in searched_space(tune).items()]
     taken = {arg.split("=", 1)[0] for arg in args if "=" in arg}
     keys = [(o, o.split("=", 1)[0].lstrip("+~")) for o in forwarded]

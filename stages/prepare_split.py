@@ -9,7 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from common import project_path, stage_main
-from npdl.config import CIFAR10_URL, PipelineConfig
+from npdl.config import CIFAR10_MD5, CIFAR10_URL, PipelineConfig
 from npdl.data.download import resolve_source
 from npdl.data.prepared import prepare_dataset, write_prepared
 
@@ -30,11 +30,12 @@ class DecodeBar:
 
 
 def effective_source(cfg: PipelineConfig) -> tuple[str, str | None]:
-    """The source and its md5; CIFAR10_SOURCE replaces the default source."""
-    override = os.environ.get("CIFAR10_SOURCE")
-    if override and cfg.data.source == CIFAR10_URL:
-        return override, None
-    return cfg.data.source, cfg.data.source_md5
+    """The source and the md5 to check: ``data.source_md5`` where given, else the
+    published one for the official URL only. CIFAR10_SOURCE replaces the default source."""
+    source, md5, override = cfg.data.source, cfg.data.source_md5, os.environ.get("CIFAR10_SOURCE")
+    if source != CIFAR10_URL:
+        return source, md5
+    return (override, md5) if override else (source, md5 or CIFAR10_MD5)
 
 
 def run(cfg: PipelineConfig) -> dict:

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from common import in_multirun, project_path, run_dir, stage_main
+from common import bound_run_store, in_multirun, project_path, run_dir, run_store, stage_main
 from configuration import apply_tune_winner
 from npdl import plots
 from npdl.config import PipelineConfig, debugging
-from npdl.io import link_or_copy, save_csv, save_json
-from npdl.run import RunStore, load_run_data, run_training
+from npdl.io import save_csv, save_json
+from npdl.run import load_run_data, run_training
 from progress import epoch_bar
 
 HISTORY_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
 METRIC_FIELDS = ["status", "val_acc", "val_loss", "best_epoch", "epochs", "resumed_from"]
-METRIC_FIELDS += ["seconds", "threads", "cache_hit"]
+METRIC_FIELDS += ["seconds", "threads", "cache_hit", "lineage", "budget"]
 
 
 @dataclass(frozen=True)
@@ -38,38 +38,37 @@ class Job:
 
 
 def run(cfg: PipelineConfig) -> dict:
-    job, models = Job.of(cfg), project_path(cfg.paths.models)
-    cfg = (
-        apply_tune_winner(cfg, models / "tune" / "best_overrides.json") if job.apply_tuned else cfg
-    )
+    job, winner = Job.of(cfg), project_path(cfg.paths.models) / "tune" / "best_overrides.json"
+    cfg = apply_tune_winner(cfg, winner) if job.apply_tuned else cfg
     data = load_run_data(
         project_path(cfg.paths.data), cfg.solver.train_fraction, cfg.normalize.method
     )
     bar = epoch_bar(cfg.solver.epochs) if job.show_progress else None
+    out, store = run_dir(), run_store(cfg)
     result = run_training(
         cfg,
         data,
-        RunStore(project_path(cfg.paths.trial_cache)),
+        store,
         callbacks=[bar.callback] if bar else [],
         verbose=bar is None,
         fail_fast=debugging(),
         store_model=job.store_model,
+        model_out=out / cfg.paths.models / "model.npz",
     )
     if bar:
         bar.close()
     metrics = {key: result[key] for key in METRIC_FIELDS}
-    out = run_dir()
     save_json(out / cfg.paths.metrics / "train.json", metrics)
     if result["status"] == "failed":
         if job.sweeping:
             return metrics  # the sweep goes on; the traceback is in the store's failures/
         raise RuntimeError(f"training failed: {result['error']}")
-    if result["model_path"] is not None:
-        link_or_copy(result["model_path"], out / cfg.paths.models / "model.npz")
     history = [{k: row[k] for k in HISTORY_FIELDS} for row in result["history"]]
     save_csv(out / cfg.paths.metrics / "train_history.csv", history, HISTORY_FIELDS)
     if job.show_progress:
         plots.learning_curves(history, out / cfg.paths.plots / "learning_curves.png")
+    if not job.sweeping:  # a sweep trims the store once, at its end
+        bound_run_store(cfg, store)
     print(f"trained: {metrics}")
     return metrics
 

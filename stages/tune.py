@@ -10,9 +10,11 @@ continues where it stopped. ``tune.pin`` keys are left out of the space; with
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 
@@ -35,10 +37,9 @@ def run(cfg: PipelineConfig) -> dict:
         write_search_report(None, {}, metrics, pictures)
         print("tuning disabled: training with the configured hyperparameters")
         return best
-    sweeps = project_path(cfg.paths.cache) / "tune-sweeps"
-    # Earlier sweeps' job folders are superseded: their results live in the run store.
-    shutil.rmtree(sweeps, ignore_errors=True)
-    sweep_dir = sweeps / time.strftime("%Y%m%d-%H%M%S")
+    sweep_dir = new_sweep_folder(
+        project_path(cfg.paths.cache) / "tune-sweeps", cfg.tune.keep_sweeps
+    )
     command = sweep_command(cfg, sweep_dir, list(HydraConfig.get().overrides.task))
     if subprocess.run(command, cwd=PROJECT_ROOT).returncode != 0:
         raise RuntimeError(
@@ -48,12 +49,25 @@ def run(cfg: PipelineConfig) -> dict:
     for name in REPORTS:
         shutil.copyfile(sweep_dir / name, out / f".{name}.tmp")
         (out / f".{name}.tmp").replace(out / name)
+    inside = sweep_dir.is_relative_to(PROJECT_ROOT)  # the trials' logs: named, kept
+    folder = str(sweep_dir.relative_to(PROJECT_ROOT) if inside else sweep_dir)
+    save_json(out / "sweep.json", {"folder": folder, "launcher": cfg.tune.launcher})
+    print(f"search reports from {folder} (its trials' logs)")
     write_search_report(out / "leaderboard.csv", searched_space(cfg.tune), metrics, pictures)
     best = load_json(out / "best_overrides.json")
     save_json(metrics / "tune.json", tune_metrics(best, read_leaderboard(out / "leaderboard.csv")))
     if not best["overrides"]:
         raise RuntimeError(f"no trial of the search succeeded; see {sweep_dir}")
     return best
+
+
+def new_sweep_folder(sweeps: Path, keep: int) -> Path:
+    """A new folder for this search's jobs, named by the time; of earlier searches'
+    folders the newest ``keep - 1`` stay (their results live in the run store)."""
+    earlier = sorted(p for p in sweeps.iterdir() if p.is_dir()) if sweeps.is_dir() else []
+    for old in earlier[: max(0, len(earlier) - (keep - 1))]:
+        shutil.rmtree(old, ignore_errors=True)
+    return sweeps / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
 
 
 main = stage_main(run)

@@ -10,9 +10,13 @@
 # ============================================================================
 
 import io
+import os
 import pickle
+import shutil
 import subprocess
+import sys
 import tarfile
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +24,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+# ============================================================================
+# The run store of the whole session: a temporary folder, never the user's
+# (~/.cache/npdl/run-store). Every process the tests start inherits it; project
+# copies (make_project) get one of their own.
+# ============================================================================
+
+
+def pytest_configure(config):
+    from npdl.run.store import STORE_ENV
+
+    config.npdl_run_store = tempfile.mkdtemp(prefix="npdl-test-run-store-")
+    os.environ[STORE_ENV] = config.npdl_run_store
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(getattr(config, "npdl_run_store", ""), ignore_errors=True)
+
 
 CLASS_NAMES = ("cat", "dog", "frog")
 IMAGES_PER_CLASS = 10
@@ -250,3 +272,87 @@ def start_killable(args: list[str], cwd: Path, env: dict | None = None) -> subpr
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+
+# ============================================================================
+# Project copies: the project's files in a temporary git + DVC repository
+# (tests/test_pipeline.py, tests/test_run_store.py)
+# ============================================================================
+
+ROOT = Path(__file__).resolve().parents[1]
+#: conf/ shrunk so that `dvc repro` and `dvc exp run` (which recomposes conf/) stay small.
+SMALL_PROJECT = [
+    ("conf/data/cifar10.yaml", "limit_files: null", "limit_files: 600"),
+    ("conf/data/cifar10.yaml", "image_size: 32", "image_size: 16"),
+    ("conf/solver/default.yaml", "epochs: 100", "epochs: 2"),
+    ("conf/solver/default.yaml", "batch_size: 256", "batch_size: 64"),
+    ("conf/model/mlp.yaml", "hidden_size: [1024, 512]", "hidden_size: [64]"),
+    ("conf/tune/halving.yaml", "n_trials: 12", "n_trials: 3"),
+    ("conf/tune/halving.yaml", "epochs: 8", "epochs: 2"),
+    ("conf/tune/halving.yaml", "min_epochs: 2", "min_epochs: 1"),
+]
+
+
+def project_store(cwd) -> Path:
+    """The run store of a project copy's commands: beside the copy, outside it."""
+    cwd = Path(cwd)
+    return cwd.parent / f"{cwd.name}-run-store"
+
+
+def project_env(cwd, store=None) -> dict:
+    """The environment of commands in a project copy: its own library on the path
+    (not the installed one), the shared archive as the data source, its own run store
+    (or ``store``)."""
+    from npdl.run.store import STORE_ENV
+
+    src = Path(cwd) / "src"
+    extra = {"PYTHONPATH": str(src)} if src.is_dir() else {}
+    extra[STORE_ENV] = str(store or project_store(cwd))
+    return {**os.environ, "CIFAR10_SOURCE": str(SHARED_ARCHIVE), **extra}
+
+
+def sh(args, cwd, check=True, store=None):
+    """Run ``args`` in a project copy (``project_env``); its output, checked."""
+    env = project_env(cwd, store)
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def project_files():
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    # Artifacts of earlier runs in a working copy are not part of the project.
+    skip = ("tests/", ".ci/", "data/", "models/", "metrics/", "outputs/", "multirun/")
+    return [p for p in listed if (ROOT / p).is_file() and not p.startswith(skip)]
+
+
+def make_project(repo: Path, edits=SMALL_PROJECT) -> str:
+    """A git + DVC repo at ``repo`` holding the project with ``edits`` applied to conf/,
+    after one `dvc repro` committed as the baseline; returns that repro's output."""
+    for rel in project_files():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, repo / rel)
+    sh(["git", "init", "-q"], repo)
+    sh(["git", "config", "user.email", "test@example.com"], repo)
+    sh(["git", "config", "user.name", "test"], repo)
+    sh(["dvc", "config", "--local", "core.site_cache_dir", str(repo / ".site-cache")], repo)
+    for rel, old, new in edits:
+        path = repo / rel
+        assert old in path.read_text(), (rel, old)
+        path.write_text(path.read_text().replace(old, new))
+    sh([sys.executable, "stages/compose_params.py"], repo)
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "commit", "-qm", "project"], repo)
+    first = sh(["dvc", "repro"], repo)
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "commit", "-qm", "baseline"], repo)
+    return first.stdout

@@ -1,7 +1,9 @@
 """conf/ composes, validates and stays equal to params.yaml."""
 
 import dataclasses
+import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -78,11 +80,41 @@ def test_experiment_course_baseline_composes():
         (["tune.n_trials=0"], "tune.n_trials=0 is not allowed: expected a positive number"),
         (["tune.sampler=bayes"], "tune.sampler='bayes' is not allowed: expected one of"),
         (["optimizer.name=adamax"], "expected one of"),
+        (["lr=inf"], "lr=inf is not allowed: expected a finite number"),
+        (["optimizer.weight_decay=nan"], "optimizer.weight_decay=nan is not allowed: expected a"),
+        (["data.split.train=inf"], "data.split.train=inf is not allowed: expected a finite"),
+        (["data.source_md5=abc"], "data.source_md5='abc' is not allowed: expected null or the 32"),
+        (["tune.launcher=kubernetes"], "tune.launcher='kubernetes' is not allowed: expected one"),
+        (["tune.launcher_settings={partition: cpu}"], "expected null for tune.launcher=basic"),
+        (["tune.keep_sweeps=0"], "tune.keep_sweeps=0 is not allowed: expected >= 1"),
+        (["paths.run_store_max_gb=0"], "paths.run_store_max_gb=0.0 is not allowed"),
     ],
 )
 def test_impossible_configs_are_refused_naming_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
         to_pipeline_config(composed(overrides))
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
+def test_a_non_finite_value_of_any_float_key_is_refused_naming_it(bad):
+    from npdl.config import float_values, validate_config
+
+    keys = [key for key, _ in float_values(PipelineConfig())]
+    assert {"optimizer.lr", "solver.warmup_epochs", "data.split.val", "normalize.zca_eps"} <= set(
+        keys
+    )
+    for key in keys:
+        cfg = PipelineConfig()
+        *path, name = key.split(".")
+        node = cfg
+        for part in path:
+            node = node[part] if isinstance(node, dict) else getattr(node, part)
+        if isinstance(node, dict):
+            node[name] = bad
+        else:
+            setattr(node, name, bad)
+        with pytest.raises(ConfigError, match=rf"^{re.escape(key)}={bad!r} is not allowed: "):
+            validate_config(cfg)
 
 
 def test_an_empty_search_space_is_refused_with_an_example():
@@ -110,13 +142,13 @@ def test_tune_passes_its_own_overrides_on_to_the_trials():
 
     cfg = to_pipeline_config(composed())
     typed = [
-        "paths.trial_cache=/shared/cache",  # a setting of the trials: passed on
+        "paths.run_store=/shared/cache",  # a setting of the trials: passed on
         "solver.train_fraction=0.5",  # the search sets it (tune.train_fraction)
         "model.dropout=0.1",  # a searched key
         "lr=0.1",  # the shortcut of a searched key
     ]
     command = sweep_command(cfg, "/tmp/sweep", typed)
-    assert "paths.trial_cache=/shared/cache" in command
+    assert "paths.run_store=/shared/cache" in command
     assert f"solver.train_fraction={cfg.tune.train_fraction}" in command
     for dropped in typed[1:]:
         assert dropped not in command

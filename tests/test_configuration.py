@@ -180,3 +180,34 @@ def test_an_audit_is_refused_for_a_sampler_without_rungs():
     ):
         to_pipeline_config(composed(["tune=random", "tune.audit=2"]))
     assert to_pipeline_config(composed(["tune.audit=2"])).tune.audit == 2
+
+
+def test_the_tune_stage_runs_its_trials_on_the_configured_launcher():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from launching import sweep_command
+
+    def launcher_args(*overrides):
+        command = sweep_command(to_pipeline_config(composed(overrides)), "/tmp/sweep")
+        overrides = command[command.index("--multirun") + 1 :]
+        OverridesParser.create().parse_overrides(overrides)  # every one is valid
+        return [arg for arg in command if "launcher" in arg]
+
+    assert launcher_args() == []  # Hydra's basic launcher: one trial after another
+    # tune.n_jobs keeps its meaning: > 1 with the basic launcher is joblib.
+    assert launcher_args("tune.n_jobs=2") == ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    assert launcher_args("tune.launcher=joblib", "tune.n_jobs=3")[1] == "hydra.launcher.n_jobs=3"
+    assert launcher_args("tune.launcher=ray_local") == ["hydra/launcher=ray_local"]
+    settings = (
+        "tune.launcher_settings={ray: {init: {address: 'head:6379'}}, ray.remote.num_cpus: 2}"
+    )
+    assert launcher_args("tune.launcher=ray_cluster", settings) == [
+        "hydra/launcher=ray_cluster",
+        "++hydra.launcher.ray.init.address=head:6379",
+        "++hydra.launcher.ray.remote.num_cpus=2",
+    ]
+    slurm = "tune.launcher_settings={partition: 'cpu long', setup: ['module load x']}"
+    assert launcher_args("tune.launcher=slurm", slurm)[1:] == [
+        '++hydra.launcher.partition="cpu long"',
+        '++hydra.launcher.setup=["module load x"]',
+    ]

@@ -260,3 +260,120 @@ def test_the_private_ray_refuses_a_client_with_another_token(tmp_path):
         assert list(tmp_path.iterdir()) == []  # no ~/.ray/auth_token made
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+# The tune stage itself (what `dvc repro` runs) on each launcher: tune.launcher.
+TUNE_STAGE = [
+    "normalize.method=standardize",  # the fixture's data is standardised
+    "model.batch_norm=false",
+    "solver.hflip=false",
+    "solver.crop_padding=0",
+    "solver.warmup_epochs=0",
+    "model.hidden_size=[16]",
+    "solver.batch_size=64",
+    # The default successive halving, small: 3 configurations, 1 then 2 epochs.
+    "tune.n_trials=3",
+    "tune.epochs=2",
+    "tune.min_epochs=1",
+]
+
+
+def run_tune_stage(data_dir, run: Path, *overrides, env=None) -> list[dict]:  # noqa: F811
+    """``stages/tune.py`` into ``run`` with a run store of its own; its leaderboard."""
+    command = [sys.executable, str(ROOT / "stages" / "tune.py"), f"paths.data={data_dir}"]
+    command += [f"paths.run_store={run / 'store'}", f"paths.cache={run / 'cache'}"]
+    command += [f"hydra.run.dir={run}", *TUNE_STAGE, *overrides]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return leaderboard(run / "models" / "tune")
+
+
+def sweep_jobs(run: Path) -> list[Path]:
+    """The job folders of the search whose reports are in ``run/models/tune``."""
+    folder = Path(load_json(run / "models" / "tune" / "sweep.json")["folder"])
+    return sorted(p for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+@pytest.fixture(scope="module")
+def basic_tune(data_dir, tmp_path_factory):  # noqa: F811
+    """The tune stage on Hydra's basic launcher, run twice (the second all hits)."""
+    run = tmp_path_factory.mktemp("basic-tune")
+    first = run_tune_stage(data_dir, run, "tune.keep_sweeps=2")
+    first_folder = load_json(run / "models" / "tune" / "sweep.json")["folder"]
+    second = run_tune_stage(data_dir, run, "tune.keep_sweeps=2")
+    return run, first, first_folder, second
+
+
+def test_the_tune_stage_keeps_earlier_searches_folders_and_names_its_own(basic_tune):
+    run, first, first_folder, second = basic_tune
+    # 3 configurations at 1 epoch, the best (and the configured values) at 2.
+    assert len(first) in (4, 5) and {row["cache_hit"] for row in second} == {"True"}
+    folders = sorted((run / "cache" / "tune-sweeps").iterdir())
+    named = Path(load_json(run / "models" / "tune" / "sweep.json")["folder"])
+    # The earlier search's folder (per-trial logs) is kept, not deleted.
+    assert len(folders) == 2 and Path(first_folder) in folders and named in folders
+    assert named != Path(first_folder)
+    assert (named / "leaderboard.csv").read_text() == (
+        run / "models" / "tune" / "leaderboard.csv"
+    ).read_text()
+    assert len(list(Path(first_folder).glob("*/metrics/train.json"))) == len(first)
+    # Every row names its run store entry (what `npdl cache gc --keep-referenced` keeps).
+    for row in second:
+        assert (
+            run / "store" / "trials" / row["lineage"] / f"epochs-{int(row['budget']):04d}"
+        ).is_dir()
+
+
+def test_keeping_the_newest_sweep_folders(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "stages"))
+    from tune import new_sweep_folder
+
+    sweeps = tmp_path / "tune-sweeps"
+    for name in ("20250101-000000-1", "20250102-000000-1", "20250103-000000-1"):
+        (sweeps / name).mkdir(parents=True)
+    folder = new_sweep_folder(sweeps, keep=2)
+    assert sorted(p.name for p in sweeps.iterdir()) == ["20250103-000000-1"]
+    assert folder.parent == sweeps and folder.name > "20250103"
+    new_sweep_folder(sweeps, keep=1)
+    assert list(sweeps.iterdir()) == []
+
+
+def test_the_tune_stage_on_a_private_ray_gives_the_basic_launchers_leaderboard(
+    data_dir,  # noqa: F811
+    basic_tune,
+    tmp_path,
+):
+    ray_tmp = Path(tempfile.mkdtemp(prefix="npdl-ray-", dir="/tmp"))
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_AUTH")} | {
+        "HOME": str(home),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "NPDL_RAY_TMP": str(ray_tmp),
+        "NPDL_RAY_CPUS": "2",
+    }
+    try:
+        board = run_tune_stage(data_dir, tmp_path, "tune.launcher=ray_local", env=env)
+        assert ray_processes(str(ray_tmp)) == [], "Ray processes outlived the search"
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    same_leaderboard(board, basic_tune[1])
+    assert [row["lineage"] for row in board] == [row["lineage"] for row in basic_tune[1]]
+    # Each trial ran as a Ray task with one CPU (ray.remote.num_cpus), on one thread.
+    jobs = sweep_jobs(tmp_path)
+    assert len(jobs) == len(board)
+    assert {load_json(job / "metrics" / "train.json")["threads"] for job in jobs} == {1}
+
+
+def test_the_tune_stage_through_submitit_gives_the_basic_launchers_leaderboard(
+    data_dir,  # noqa: F811
+    basic_tune,
+    tmp_path,
+):
+    settings = "tune.launcher_settings={cpus_per_task: 1, timeout_min: 10}"
+    board = run_tune_stage(data_dir, tmp_path, "tune.launcher=local_submitit", settings)
+    same_leaderboard(board, basic_tune[1])
+    folder = Path(load_json(tmp_path / "models" / "tune" / "sweep.json")["folder"])
+    assert len(list((folder / ".submitit").glob("*/*_log.out"))) == len(board)  # a job a trial
+    jobs = sweep_jobs(tmp_path)
+    assert {load_json(j / "metrics" / "train.json")["threads"] for j in jobs} == {1}

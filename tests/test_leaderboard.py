@@ -98,11 +98,13 @@ def test_format_overrides_is_sorted_and_hydra_like():
 
 def test_csv_columns_and_content(tmp_path):
     path = tmp_path / "out" / "leaderboard.csv"
-    ranked = rank_trials(sample_rows())
+    rows = sample_rows()
+    rows[0] |= {"lineage": "0a1b2c", "budget": 5}  # the run store entry of a trial
+    ranked = rank_trials(rows)
     write_leaderboard_csv(path, ranked)
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
-        assert reader.fieldnames == list(LEADERBOARD_COLUMNS)
+        assert reader.fieldnames == [*LEADERBOARD_COLUMNS, "lineage", "budget"]
         assert reader.fieldnames == [
             "rank",
             "overrides",
@@ -112,6 +114,8 @@ def test_csv_columns_and_content(tmp_path):
             "seconds",
             "status",
             "cache_hit",
+            "lineage",
+            "budget",
         ]
         lines = list(reader)
     assert len(lines) == 6
@@ -124,7 +128,10 @@ def test_csv_columns_and_content(tmp_path):
         "seconds": "1.5",
         "status": "ok",
         "cache_hit": "True",
+        "lineage": "",
+        "budget": "",
     }
+    assert {line["lineage"]: line["budget"] for line in lines}["0a1b2c"] == "5"
     assert lines[-1]["status"] == "failed"
     assert lines[-1]["val_acc"] == ""
     assert [p.name for p in path.parent.iterdir()] == ["leaderboard.csv"]  # no temp file left

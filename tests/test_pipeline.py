@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,17 +17,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import start_killable
+from conftest import make_project, project_env, project_store, sh, start_killable
 from npdl import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
-SMALL = [
-    "data.limit_files=600",
-    "solver.epochs=2",
-    "model.hidden_size=[64]",
-    "solver.batch_size=64",
-]
 
 pytestmark = [
     pytest.mark.slow,
@@ -36,70 +29,12 @@ pytestmark = [
 ]
 
 
-def project_env(cwd) -> dict:
-    """The environment of commands in a project copy: its own library on the path
-    (not the installed one), and the shared archive as the data source."""
-    src = Path(cwd) / "src"
-    extra = {"PYTHONPATH": str(src)} if src.is_dir() else {}
-    return {**os.environ, "CIFAR10_SOURCE": str(SHARED_ARCHIVE), **extra}
-
-
-def sh(args, cwd, check=True):
-    env = project_env(cwd)
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"{args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
-        )
-    return result
-
-
-def project_files():
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    # Artifacts of earlier runs in a working copy are not part of the project.
-    skip = ("tests/", ".ci/", "data/", "models/", "metrics/", "outputs/", "multirun/")
-    return [p for p in listed if (ROOT / p).is_file() and not p.startswith(skip)]
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """A git + DVC repo holding the project, with params.yaml shrunk for speed, after
-    one `dvc repro` committed as the baseline."""
+    """A git + DVC repo holding the project, with conf/ shrunk for speed, after one
+    `dvc repro` committed as the baseline."""
     repo = tmp_path_factory.mktemp("project")
-    for rel in project_files():
-        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / rel, repo / rel)
-    sh(["git", "init", "-q"], repo)
-    sh(["git", "config", "user.email", "test@example.com"], repo)
-    sh(["git", "config", "user.name", "test"], repo)
-    sh(["dvc", "config", "--local", "core.site_cache_dir", str(repo / ".site-cache")], repo)
-    # Shrink conf/ itself, so `dvc exp run` (which recomposes conf/) stays small too.
-    for rel, old, new in [
-        ("conf/data/cifar10.yaml", "limit_files: null", "limit_files: 600"),
-        ("conf/data/cifar10.yaml", "image_size: 32", "image_size: 16"),
-        ("conf/solver/default.yaml", "epochs: 100", "epochs: 2"),
-        ("conf/solver/default.yaml", "batch_size: 256", "batch_size: 64"),
-        ("conf/model/mlp.yaml", "hidden_size: [1024, 512]", "hidden_size: [64]"),
-        ("conf/tune/halving.yaml", "n_trials: 12", "n_trials: 3"),
-        ("conf/tune/halving.yaml", "epochs: 8", "epochs: 2"),
-        ("conf/tune/halving.yaml", "min_epochs: 2", "min_epochs: 1"),
-    ]:
-        path = repo / rel
-        assert old in path.read_text(), (rel, old)
-        path.write_text(path.read_text().replace(old, new))
-    sh([sys.executable, "stages/compose_params.py"], repo)
-    sh(["git", "add", "-A"], repo)
-    sh(["git", "commit", "-qm", "project"], repo)
-    first = sh(["dvc", "repro"], repo)
-    sh(["git", "add", "-A"], repo)
-    sh(["git", "commit", "-qm", "baseline"], repo)
-    return repo, first.stdout
+    return repo, make_project(repo)
 
 
 def read_json(path):
@@ -234,8 +169,8 @@ def test_forced_repro_is_reproducible_to_the_byte(project):
     repo, _ = project
     before = read_json(repo / "metrics/train.json"), read_json(repo / "metrics/evaluate.json")
     model = digest(repo / "models/model.npz")
-    # Empty the trial cache so that the forced run really trains again.
-    shutil.rmtree(repo / ".cache" / "npdl" / "trial-cache")
+    # Empty the run store so that the forced run really trains again.
+    shutil.rmtree(project_store(repo))
     sh(["dvc", "repro", "--force"], repo)
     after = read_json(repo / "metrics/train.json"), read_json(repo / "metrics/evaluate.json")
     # Wall time is the one figure that cannot repeat.
@@ -287,7 +222,7 @@ def test_evaluate_any_folder_matches_an_independent_computation(project, tmp_pat
 
 def test_sigkill_during_tune_then_rerun_reuses_the_finished_trials(project):
     repo, _ = project
-    cache = repo / ".cache/npdl/trial-cache"
+    cache = project_store(repo)
     shutil.rmtree(cache)  # the fixture's search is cached: start this one afresh
     reports = [repo / "models/tune" / name for name in ("leaderboard.csv", "best_overrides.json")]
     before = [path.read_bytes() for path in reports]
@@ -391,7 +326,7 @@ def test_a_tuned_value_replacing_the_users_says_so(project):
 def test_editing_the_library_retrains_and_reverting_it_hits_the_store_again(project):
     repo, _ = project
     restore_baseline(repo)
-    events = repo / ".cache/npdl/trial-cache/events.jsonl"
+    events = project_store(repo) / "events.jsonl"
 
     def repro(*flags):
         before = len(events.read_text().splitlines())

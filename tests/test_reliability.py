@@ -116,7 +116,7 @@ def train_command(data: Path, cache: Path, run: Path, epochs: int) -> list[str]:
         sys.executable,
         "stages/train.py",
         f"paths.data={data}",
-        f"paths.trial_cache={cache}",
+        f"paths.run_store={cache}",
         f"hydra.run.dir={run}",
         "hydra.output_subdir=null",
         "tune.enabled=false",

@@ -42,7 +42,7 @@ def sweep_args(data_dir, cache, sweep_dir, sweeper, *overrides):
         f"hydra/sweeper={sweeper}",
         f"hydra.sweep.dir={sweep_dir}",
         f"paths.data={data_dir}",
-        f"paths.trial_cache={cache}",
+        f"paths.run_store={cache}",
         "normalize.method=standardize",  # the fixture's data is standardised, not whitened
         # A small plain recipe: these tests are about searching, not accuracy.
         "model.batch_norm=false",

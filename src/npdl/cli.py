@@ -1,36 +1,70 @@
-"""The ``npdl`` command (a console script of the package).
+"""The ``npdl`` command (a console script of the package): the run store.
 
-``npdl cache verify [--store DIR] [--set-aside]`` checks every finished trial and
-checkpoint of a run store against the sha256 recorded when it was written; it exits
-1 if any fails, 2 if ``DIR`` is not a run store, 0 otherwise.
+- ``npdl cache ls``: every lineage: its finished epoch budgets, size, age (since last
+  use), status, code version (``current``, ``other``: written by another version of
+  the library, never a hit again) and a summary of its configuration;
+- ``npdl cache du``: the store's size by kind of part;
+- ``npdl cache gc (--max-size 2GB | --older-than 30d) [--keep-referenced] [--dry-run]``:
+  removes parts by the policy of :mod:`npdl.run.gc`, never any of a lineage a process
+  holds, and with ``--keep-referenced`` never an entry that ``models/tune/leaderboard.csv``
+  or ``models/model.npz`` came from; ``--dry-run`` prints what it would remove;
+- ``npdl cache verify [--set-aside]``: checks every finished trial and checkpoint
+  against the sha256 recorded when it was written; exit 1 if any fails.
+
+The store is ``--store DIR``, else ``$NPDL_RUN_STORE``, else the user's cache folder
+(``~/.cache/npdl/run-store``), as for the pipeline with ``paths.run_store`` null. A
+folder that is no run store: exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
-from .run.store import RunStore
-
-#: The store the pipeline uses by default (``paths.trial_cache``), from the project root.
-DEFAULT_STORE = Path(".cache/npdl/trial-cache")
+from .run.gc import (
+    collect,
+    format_age,
+    format_size,
+    inventory,
+    parse_age,
+    parse_size,
+    referenced,
+    summarize,
+)
+from .run.store import RunStore, store_root
+from .run.training import code_hash
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="npdl", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    cache = commands.add_parser("cache", help="inspect the run store (trial cache)")
+    cache = commands.add_parser("cache", help="inspect and trim the run store")
     cache_commands = cache.add_subparsers(dest="cache_command", required=True)
+    store_help = "the run store's folder (default: $NPDL_RUN_STORE, else ~/.cache/npdl/run-store)"
+    listing = cache_commands.add_parser("ls", help="every lineage: epochs, size, age, status")
+    usage = cache_commands.add_parser("du", help="the store's size by kind of part")
+    gc = cache_commands.add_parser("gc", help="remove parts by size or age")
     verify = cache_commands.add_parser(
         "verify", help="check every entry and checkpoint against its recorded sha256"
     )
-    verify.add_argument(
-        "--store",
-        type=Path,
-        default=DEFAULT_STORE,
-        help=f"the run store's folder (paths.trial_cache; default {DEFAULT_STORE})",
+    for command in (listing, usage, gc, verify):
+        command.add_argument("--store", type=Path, default=None, help=store_help)
+    gc.add_argument("--max-size", type=_size, help="bring the store under this size (2GB, 500MB)")
+    gc.add_argument("--older-than", type=_age, help="remove parts unused for longer (30d, 12h)")
+    gc.add_argument(
+        "--keep-referenced",
+        action="store_true",
+        help="never remove an entry the workspace's leaderboard or model came from",
     )
+    gc.add_argument(
+        "--models",
+        type=Path,
+        action="append",
+        help="a workspace's models folder for --keep-referenced (default: ./models; repeatable)",
+    )
+    gc.add_argument("--dry-run", action="store_true", help="print what would go; remove nothing")
     verify.add_argument(
         "--set-aside",
         action="store_true",
@@ -39,26 +73,129 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def verify_store(store: Path, set_aside: bool) -> int:
-    if not (store / "trials").is_dir():
-        print(f"error: {store} is not a run store (it has no trials/ folder)", file=sys.stderr)
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _age(text: str) -> float:
+    try:
+        return parse_age(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def open_store(path: Path | None) -> RunStore | None:
+    """The store at ``path`` (or the default one); None, with a message, if it is none."""
+    root = store_root(path)
+    if not (root / "trials").is_dir():
+        if path is None and not root.exists():
+            print(f"no run store at {root} yet: nothing has been trained with it")
+            return None
+        print(f"error: {root} is not a run store (it has no trials/ folder)", file=sys.stderr)
+        return None
+    return RunStore(root)
+
+
+def list_store(store: RunStore) -> int:
+    now, rows = time.time(), summarize(store, inventory(store))
+    print(f"{'lineage':24}  {'epochs':14}  {'size':>9}  {'age':>4}  {'status':16}  code     config")
+    for row in rows:
+        epochs = ",".join(map(str, row.epochs)) or "-"
+        epochs += " +ckpt" if row.checkpoint else ""
+        status = ",".join(row.statuses) or "unfinished"
+        status += " in use" if row.in_use else ""
+        print(
+            f"{row.lineage:24}  {epochs:14}  {format_size(row.size):>9}  "
+            f"{format_age(now - row.used):>4}  {status:16}  {row.code:7}  {row.config}"
+        )
+    other = [row for row in rows if row.code == "other"]
+    print(
+        f"{len(rows)} lineages, {format_size(sum(r.size for r in rows))} in {store.root}; "
+        f"{len(other)} of other code versions ({format_size(sum(r.size for r in other))})"
+    )
+    return 0
+
+
+def disk_usage(store: RunStore) -> int:
+    parts = inventory(store)
+    kinds = {
+        "entry": "results",
+        "checkpoint": "checkpoints",
+        "description": "descriptions",
+        "failure": "failures",
+        "corrupt": "set aside",
+        "leftover": "leftovers",
+    }
+    for kind, label in kinds.items():
+        own = [part for part in parts if part.kind == kind]
+        print(f"{label:13} {format_size(sum(p.size for p in own)):>10}  ({len(own)})")
+    current = code_hash()
+    other = [
+        p for p in parts if p.kind in ("entry", "checkpoint") and p.code not in (None, current)
+    ]
+    print(f"{'other code':13} {format_size(sum(p.size for p in other)):>10}  ({len(other)})")
+    total = sum(part.size for part in parts)
+    print(f"{'total':13} {format_size(total):>10}  {store.root}")
+    events = store.root / "events.jsonl"  # the log: not a part, never trimmed
+    if events.is_file():
+        print(f"{'(events log)':13} {format_size(events.stat().st_size):>10}  {events}")
+    return 0
+
+
+def collect_garbage(store: RunStore, args: argparse.Namespace) -> int:
+    if args.max_size is None and args.older_than is None:
+        print("error: npdl cache gc needs --max-size and/or --older-than", file=sys.stderr)
         return 2
-    cache = RunStore(store)
-    checked, problems = cache.verify()
+    keep = set()
+    if args.keep_referenced:
+        keep = referenced(inventory(store), args.models or [Path("models")])
+    report = collect(store, args.max_size, args.older_than, keep, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for part, why in report.removed:
+        name = part.path.relative_to(store.root)
+        print(f"{verb} {part.kind} {name} ({format_size(part.size)}, {why})")
+    summary = (
+        f"{verb} {len(report.removed)} parts: {format_size(report.size_before)} -> "
+        f"{format_size(report.size_after)}"
+    )
+    if args.max_size is not None:
+        summary += f" (limit {format_size(args.max_size)})"
+    if args.keep_referenced:
+        summary += f"; kept {report.kept} referenced entries"
+    if report.busy:
+        summary += f"; left {len(report.busy)} lineages in use alone"
+    print(summary + ("; nothing was removed (dry run)" if args.dry_run else ""))
+    if args.max_size is not None and report.size_after > args.max_size:
+        print("the store is still over the limit: what is left is referenced or in use")
+    return 0
+
+
+def verify_store(store: RunStore, set_aside: bool) -> int:
+    checked, problems = store.verify()
     for problem in problems:
         print(f"corrupt: {problem.path}: {problem.reason}")
         if set_aside:
-            cache.set_aside(problem)
-    moved = f"; moved to {cache.corrupt_dir}" if set_aside and problems else ""
+            store.set_aside(problem)
+    moved = f"; moved to {store.corrupt_dir}" if set_aside and problems else ""
     print(f"{checked} entries and checkpoints checked, {len(problems)} corrupt{moved}")
     return 1 if problems else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "cache" and args.cache_command == "verify":
-        return verify_store(args.store, args.set_aside)
-    raise AssertionError(f"unhandled command {args}")
+    store = open_store(args.store)
+    if store is None:
+        return 2 if args.store is not None or store_root().exists() else 0
+    if args.cache_command == "ls":
+        return list_store(store)
+    if args.cache_command == "du":
+        return disk_usage(store)
+    if args.cache_command == "gc":
+        return collect_garbage(store, args)
+    return verify_store(store, args.set_aside)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,12 @@ dataclass with only the fields it uses (``OPTIMIZER_CONFIGS``, chosen by ``name`
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+import re
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from .activations import ACTIVATIONS
 from .data.download import CIFAR10_MD5, CIFAR10_URL
@@ -46,14 +48,18 @@ def debugging() -> bool:
 
 @dataclass
 class PathsConfig:
-    """Where things live. ``data``, ``cache`` and ``trial_cache`` (the run store) are
-    relative to the project root; ``models``, ``metrics`` and ``plots`` (PNG pictures)
-    to the run folder (the project root under DVC, Hydra's job folder for direct runs,
-    so direct runs never overwrite DVC's outputs)."""
+    """Where things live. ``data`` and ``cache`` are relative to the project root;
+    ``models``, ``metrics`` and ``plots`` (PNG pictures) to the run folder (the project
+    root under DVC, Hydra's job folder for direct runs, so direct runs never overwrite
+    DVC's outputs). ``run_store`` (finished runs and checkpoints, shared by every
+    workspace): null for ``$NPDL_RUN_STORE``, else the user's cache folder
+    (:func:`npdl.run.store.store_root`); ``run_store_max_gb`` bounds it after every
+    sweep and training (null: unbounded)."""
 
     data: str = "data"
     cache: str = ".cache/npdl"
-    trial_cache: str = ".cache/npdl/trial-cache"
+    run_store: Optional[str] = None
+    run_store_max_gb: Optional[float] = None
     models: str = "models"
     metrics: str = "metrics"
     plots: str = "plots"
@@ -64,7 +70,8 @@ class DataConfig:
     """prepare-split: where images come from and how they are split."""
 
     source: str = CIFAR10_URL
-    source_md5: Optional[str] = CIFAR10_MD5
+    #: null: the published md5 for the official URL, no check for any other source.
+    source_md5: Optional[str] = None
     split: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
     limit_files: Optional[int] = None
     image_size: int = 32
@@ -196,8 +203,15 @@ class TuneConfig:
     #: the search, reporting how many beat the winner (``metrics/tune.json``).
     audit: int = 0
     n_jobs: int = 1
+    #: Hydra launcher of the trials (``LAUNCHERS``); ``launcher_settings`` (dotted or
+    #: nested keys; null: the launcher's own) go to ``hydra.launcher``. ``basic`` with
+    #: ``n_jobs`` > 1 is joblib.
+    launcher: str = "basic"
+    launcher_settings: Optional[dict[str, Any]] = None
     fail_fast: bool = False
     keep_trial_models: bool = True
+    #: Job folders of this many searches are kept (the newest); older ones are removed.
+    keep_sweeps: int = 5
 
 
 @dataclass
@@ -239,6 +253,8 @@ def searched_space(tune: TuneConfig) -> dict[str, str]:
 
 
 NORMALIZE_METHODS = ("standardize", "zca")
+#: ``tune.launcher`` choices: Hydra's basic launcher, joblib, and ``conf/hydra/launcher/``.
+LAUNCHERS = ("basic", "joblib", "ray_cluster", "ray_local", "slurm", "local_submitit")
 SAMPLERS = ("grid", "random", "halving", "asha", "hyperband", "tpe", "bohb")
 #: Samplers that compare configurations at growing budgets (rungs).
 MULTI_FIDELITY = ("halving", "asha", "hyperband", "bohb")
@@ -253,6 +269,24 @@ def _one_of(key: str, value, allowed) -> None:
     _check(value in allowed, key, value, f"one of {', '.join(map(str, allowed))}")
 
 
+def float_values(node, prefix: str = ""):
+    """``(dotted key, value)`` of every float in a config dataclass, its nested
+    dataclasses, dicts and lists (``data.split.train``, ``model.activation_kwargs.alpha``)."""
+    if dataclasses.is_dataclass(node):
+        items = ((f.name, getattr(node, f.name)) for f in dataclasses.fields(node))
+    elif isinstance(node, dict):
+        items = ((str(key), value) for key, value in node.items())
+    elif isinstance(node, list | tuple):
+        items = ((str(index), value) for index, value in enumerate(node))
+    else:
+        return
+    for name, value in items:
+        if isinstance(value, float):
+            yield f"{prefix}{name}", value
+        else:
+            yield from float_values(value, f"{prefix}{name}.")
+
+
 def validate_config(cfg: PipelineConfig) -> PipelineConfig:
     """Reject impossible values, naming the key and what would be right.
 
@@ -260,7 +294,17 @@ def validate_config(cfg: PipelineConfig) -> PipelineConfig:
     ------
     ConfigError
     """
+    # inf and nan pass comparisons such as lr > 0 (or fail them with a misleading
+    # message): refuse every non-finite float first, whatever its key.
+    for key, value in float_values(cfg):
+        _check(math.isfinite(value), key, value, "a finite number")
     data, model, opt, solver = cfg.data, cfg.model, cfg.optimizer, cfg.solver
+    _check(
+        data.source_md5 is None or re.fullmatch(r"[0-9a-fA-F]{32}", data.source_md5) is not None,
+        "data.source_md5",
+        data.source_md5,
+        "null or the 32 hex digits of the source's md5",
+    )
     _check(
         set(data.split) == set(SPLIT_MODES),
         "data.split",
@@ -388,6 +432,16 @@ def validate_config(cfg: PipelineConfig) -> PipelineConfig:
     )
     _one_of("tune.metric", tune.metric, ("val_acc", "val_loss"))
     _check(tune.n_jobs >= 1, "tune.n_jobs", tune.n_jobs, ">= 1")
+    _one_of("tune.launcher", tune.launcher, LAUNCHERS)
+    _check(
+        not tune.launcher_settings or tune.launcher != "basic" or tune.n_jobs > 1,
+        "tune.launcher_settings",
+        tune.launcher_settings,
+        "null for tune.launcher=basic (it takes no settings; choose another launcher)",
+    )
+    _check(tune.keep_sweeps >= 1, "tune.keep_sweeps", tune.keep_sweeps, ">= 1 (this search's)")
+    limit = cfg.paths.run_store_max_gb
+    _check(limit is None or limit > 0, "paths.run_store_max_gb", limit, "null or a size > 0")
     _check(tune.audit >= 0, "tune.audit", tune.audit, ">= 0")
     _check(
         tune.audit == 0 or tune.sampler in MULTI_FIDELITY,

@@ -213,6 +213,9 @@ class _SearchSweeper(Sweeper):
             "resumed_from": value.get("resumed_from"),
             "seconds": value.get("seconds"),
             "cache_hit": bool(value.get("cache_hit", False)),
+            # The run store's entry it came from (npdl cache gc --keep-referenced).
+            "lineage": value.get("lineage"),
+            "budget": value.get("budget"),
         }
         if row["status"] == "failed" and self.fail_fast:
             raise RuntimeError(f"trial {row['overrides']} failed: {value.get('error')}")

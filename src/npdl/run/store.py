@@ -1,12 +1,16 @@
-"""The run store (``paths.trial_cache``): finished runs and resumable checkpoints.
+"""The run store (``paths.run_store``): finished runs and resumable checkpoints.
 
-Layout under the store's root::
+It lives outside any workspace (:func:`store_root`: ``$NPDL_RUN_STORE``, else the
+user's cache folder), so every workspace, clone and queued DVC experiment of a machine
+shares it, and hosts share one on a shared file system. Layout under its root::
 
     events.jsonl                       one JSON line per hit, miss, resume, store, failed, corrupt
+    trials/<lineage>/lineage.json      what the lineage is: training config, code and data hash
     trials/<lineage>/checkpoint.npz    latest training state of a lineage (resume)
     trials/<lineage>/epochs-<E>/       a finished run: result.json, model.npz, manifest.json
     failures/<lineage>/epochs-<E>.json the last failure of a run (traceback); never a hit
     corrupt/                           entries and checkpoints that failed verification
+    locks/<lineage>.lock               held (shared) by every process using the lineage
 
 A *lineage* is a training configuration without its epoch budget (but with its
 learning-rate schedule's horizon) on given data with given library code (see
@@ -17,6 +21,11 @@ shorter one's checkpoint.
 Every file is written atomically; a finished run's folder is built aside and
 renamed into place, so a reader sees a complete entry or none, whatever happens to
 the writer, and two writers of the same entry leave one valid entry.
+
+A process reading or writing a lineage holds it (:meth:`RunStore.holding`, a shared
+``flock``); :mod:`npdl.run.gc` removes only what it can claim exclusively, so nothing
+is removed while in use. A finished entry's folder's modification time is its last use
+(a hit touches it): size policies drop the least recently used first.
 
 Nothing is served that is not what was written: an entry's ``manifest.json`` holds the
 sha256 of each of its files and a checkpoint carries the sha256 of its arrays, both
@@ -30,9 +39,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,9 +52,43 @@ import numpy as np
 
 from ..io import load_json, load_npz, make_staging_folder, remove_stale_staging, save_json, save_npz
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no locks, so gc must not run beside writers there
+    fcntl = None
+
+log = logging.getLogger("npdl.run")
+
 MANIFEST = "manifest.json"
+LINEAGE_FILE = "lineage.json"
 #: The checkpoint array holding the sha256 of the others (see ``arrays_digest``).
 DIGEST_KEY = "__sha256__"
+#: Environment variable naming the run store's folder when ``paths.run_store`` is null.
+STORE_ENV = "NPDL_RUN_STORE"
+
+
+def user_cache_dir() -> Path:
+    """The platform's per-user cache folder: ``$XDG_CACHE_HOME`` or ``~/.cache`` (Linux
+    and other Unix), ``~/Library/Caches`` (macOS), ``%LOCALAPPDATA%`` (Windows)."""
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches"
+    if os.name == "nt":
+        return Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+
+
+def store_root(configured: str | os.PathLike | None = None, base: Path | None = None) -> Path:
+    """The run store's folder: ``configured`` (``paths.run_store``; a relative path is
+    taken from ``base``) if given, else ``$NPDL_RUN_STORE``, else
+    ``<user cache folder>/npdl/run-store``."""
+    if configured not in (None, ""):
+        path = Path(configured).expanduser()
+        return path if path.is_absolute() or base is None else base / path
+    named = os.environ.get(STORE_ENV, "")
+    if named:
+        return Path(named).expanduser().absolute()
+    return user_cache_dir() / "npdl" / "run-store"
 
 
 def stable_hash(payload) -> str:
@@ -102,6 +148,102 @@ class RunStore:
     def corrupt_dir(self) -> Path:
         return self.root / "corrupt"
 
+    def lock_path(self, lineage: str) -> Path:
+        return self.root / "locks" / f"{lineage}.lock"
+
+    # -- who uses a lineage ---------------------------------------------------------
+    @contextlib.contextmanager
+    def holding(self, lineage: str) -> Iterator[None]:
+        """Hold ``lineage`` while reading or writing it (a shared lock: any number of
+        processes at once); ``npdl cache gc`` removes none of it meanwhile. Where the
+        file system has no locks (or the store is read-only) the run goes on unlocked,
+        and gc, unable to claim anything there, removes nothing."""
+        try:
+            fd = self._lock(lineage, shared=True)
+        except OSError as error:
+            log.warning("run store %s: cannot lock %s (%s)", self.root, lineage, error)
+            fd = None
+        try:
+            yield
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    @contextlib.contextmanager
+    def claiming(self, lineage: str) -> Iterator[bool]:
+        """Claim ``lineage`` for removing parts of it: yields True, holding it
+        exclusively, if no process holds it, else False at once (never waits). A
+        claimer that removed the whole lineage calls :meth:`drop_lock` before leaving."""
+        if fcntl is None:
+            yield True
+            return
+        try:
+            fd = self._lock(lineage, shared=False)
+        except OSError:  # no locks here: a holder could not be seen, so claim nothing
+            fd = None
+        try:
+            yield fd is not None
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def in_use(self, lineage: str) -> bool:
+        """Whether some process holds ``lineage`` now."""
+        if fcntl is None or not self.lock_path(lineage).exists():
+            return False
+        with self.claiming(lineage) as claimed:
+            return not claimed
+
+    def drop_lock(self, lineage: str) -> None:
+        """Remove the lock file of a lineage this process claims (see ``claiming``)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.lock_path(lineage).unlink()
+
+    def _lock(self, lineage: str, shared: bool) -> int | None:
+        if fcntl is None:
+            return None
+        path = self.lock_path(lineage)
+        path.parent.mkdir(exist_ok=True)
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX | fcntl.LOCK_NB
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, mode)
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            except OSError:
+                os.close(fd)
+                raise
+            # A claimer may have removed the file we waited on: a lock on a removed
+            # file excludes nobody, so lock the current file instead.
+            try:
+                current = os.stat(path)
+            except FileNotFoundError:
+                current = None
+            opened = os.fstat(fd)
+            if current is not None and (current.st_dev, current.st_ino) == (
+                opened.st_dev,
+                opened.st_ino,
+            ):
+                return fd
+            os.close(fd)
+
+    # -- what a lineage is ----------------------------------------------------------
+    def describe(self, lineage: str, description: dict) -> None:
+        """Record what ``lineage`` is (its training config, code and data hash) in its
+        ``lineage.json``, once; ``npdl cache ls`` shows it."""
+        path = self.lineage_dir(lineage) / LINEAGE_FILE
+        if not path.is_file():
+            save_json(path, description)
+
+    def description(self, lineage: str) -> dict | None:
+        """The lineage's ``lineage.json``, or None (stores of older versions)."""
+        try:
+            return load_json(self.lineage_dir(lineage) / LINEAGE_FILE)
+        except (OSError, ValueError):
+            return None
+
     # -- events ---------------------------------------------------------------------
     def log(self, event: str, lineage: str, epochs: int, **details) -> None:
         """Append one event line (hit, miss, resume, store, failed, corrupt) to
@@ -151,7 +293,11 @@ class RunStore:
             except (ValueError, OSError) as error:
                 reason = f"result.json unreadable: {error}"
             else:
-                return None if result.get("status") == "failed" else result
+                if result.get("status") == "failed":
+                    return None
+                with contextlib.suppress(OSError):
+                    os.utime(entry)  # its last use: size policies keep recent entries
+                return result
         self._set_aside(entry, identity, lineage, epochs, reason)
         return None
 
@@ -263,6 +409,10 @@ class RunStore:
             for part in sorted(lineage.iterdir()):
                 if part.name.startswith("."):
                     continue  # a writer's staging folder or temporary file
+                if part.name == LINEAGE_FILE:  # a description, not an entry: never served
+                    if self.description(lineage.name) is None:
+                        problems.append(Problem(part, "unreadable JSON"))
+                    continue
                 checked += 1
                 if part.is_dir():
                     reason = self.verify_entry(part)

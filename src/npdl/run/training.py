@@ -25,6 +25,7 @@ from .. import __version__
 from ..config import PipelineConfig
 from ..data.normalization import read_normalization
 from ..data.prepared import load_manifest, load_split
+from ..io import link_or_copy
 from ..threads import get_num_threads
 from .build import build_training, training_config, training_metadata
 from .store import RunStore, stable_hash
@@ -34,8 +35,9 @@ log = logging.getLogger("npdl.run")
 #: Solver statuses that end a lineage: training further would change nothing.
 FINAL_STATUSES = ("early_stopped", "diverged")
 #: Parts of the package that cannot change what a configuration trains to (what to
-#: run, how to show it): editing them keeps the store's results.
-CODE_HASH_EXCLUDES = ("cli.py", "plots.py", "search")
+#: run, how to show it, how to trim the store): editing them keeps the store's results.
+#: A top-level name or a path inside the package.
+CODE_HASH_EXCLUDES = ("cli.py", "plots.py", "search", "run/gc.py")
 PACKAGE = Path(__file__).resolve().parents[1]
 
 
@@ -46,7 +48,7 @@ def code_hash(package: Path = PACKAGE) -> str:
     digest = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
         relative = path.relative_to(package)
-        if relative.parts[0] in CODE_HASH_EXCLUDES:
+        if relative.parts[0] in CODE_HASH_EXCLUDES or relative.as_posix() in CODE_HASH_EXCLUDES:
             continue
         digest.update(f"{relative.as_posix()}\0".encode())
         digest.update(path.read_bytes())
@@ -129,15 +131,19 @@ def load_run_data(
     )
 
 
-def lineage_of(cfg: PipelineConfig, data_hash: str) -> str:
-    """Identity of a run's training without its epoch budget (see ``store``): the
+def lineage_identity(cfg: PipelineConfig, data_hash: str) -> dict:
+    """What identifies a run's training without its epoch budget (see ``store``): the
     training configuration, the data and the library's code."""
     settings = training_config(cfg)
     solver = settings["solver"]
     solver["schedule_epochs"] = solver["schedule_epochs"] or solver["epochs"]
     del solver["epochs"]
-    identity = {"training": settings, "data": data_hash, "npdl": __version__, "code": code_hash()}
-    return stable_hash(identity)[:24]
+    return {"training": settings, "data": data_hash, "npdl": __version__, "code": code_hash()}
+
+
+def lineage_of(cfg: PipelineConfig, data_hash: str) -> str:
+    """The store's key of a run's lineage: a hash of :func:`lineage_identity`."""
+    return stable_hash(lineage_identity(cfg, data_hash))[:24]
 
 
 def run_training(
@@ -149,8 +155,12 @@ def run_training(
     fail_fast: bool = False,
     keep_model: bool = False,
     store_model: bool = True,
+    model_out: str | Path | None = None,
 ) -> dict:
     """Train ``cfg`` for ``cfg.solver.epochs`` epochs, or take its result from the store.
+
+    The lineage is held in the store (:meth:`RunStore.holding`) throughout, so that
+    ``npdl cache gc`` removes none of it meanwhile.
 
     Parameters
     ----------
@@ -164,6 +174,8 @@ def run_training(
     keep_model : put the trained model (best epoch) under ``result['model']``; the
         store keeps no live model, so the run trains (or resumes) even on a store hit
     store_model : write the model file into the store's entry (``model_path``)
+    model_out : where to link (or copy) the stored model file, while the lineage is
+        still held; nothing is written there when the run stored no model
 
     Returns
     -------
@@ -175,8 +187,22 @@ def run_training(
         (epoch or None), ``config``, ``traceback`` and ``error`` (failed only),
         ``model_path`` (stored model file or None), ``model`` (with ``keep_model``).
     """
-    epochs = cfg.solver.epochs
     lineage = lineage_of(cfg, data.data_hash)
+    if store is None:
+        return _train_or_take(cfg, data, None, lineage, callbacks, verbose, fail_fast, keep_model)
+    with store.holding(lineage):
+        result = _train_or_take(
+            cfg, data, store, lineage, callbacks, verbose, fail_fast, keep_model, store_model
+        )
+        if model_out is not None and result["model_path"] is not None:
+            link_or_copy(result["model_path"], model_out)
+    return result
+
+
+def _train_or_take(
+    cfg, data, store, lineage, callbacks, verbose, fail_fast, keep_model, store_model=True
+) -> dict:
+    epochs = cfg.solver.epochs
     if store is not None:
         cached = store.load_result(lineage, epochs)
         if cached is not None and not keep_model:
@@ -190,6 +216,7 @@ def run_training(
             }
         store.log("miss", lineage, epochs)
         log.info("run %s at %d epochs: cache miss", lineage, epochs)
+        store.describe(lineage, {**lineage_identity(cfg, data.data_hash), "created": time.time()})
     start = time.perf_counter()
     run, resumed_from = None, None
     try:

@@ -29,8 +29,11 @@ from .objective import Objective
 #: Statuses of a trial, in leaderboard order: finished trials first.
 STATUSES = ("ok", "diverged", "failed")
 REQUIRED_KEYS = ("overrides", "val_acc", "val_loss", "epochs", "seconds", "status", "cache_hit")
-#: Columns of the CSV leaderboard, in order.
+#: Columns of the leaderboard's tables, in order.
 LEADERBOARD_COLUMNS = ("rank", *REQUIRED_KEYS)
+#: Columns of the CSV leaderboard: the tables' and the run store entry of each trial
+#: (``lineage`` and epoch ``budget``; empty where unknown).
+CSV_COLUMNS = (*LEADERBOARD_COLUMNS, "lineage", "budget")
 _NUMERIC_COLUMNS = frozenset({"rank", "val_acc", "val_loss", "epochs", "seconds"})
 
 
@@ -129,17 +132,17 @@ def format_overrides(overrides: Mapping[str, Any]) -> str:
 def write_leaderboard_csv(path: str | os.PathLike, ranked_rows: Sequence[Mapping]) -> None:
     """Write ranked rows (from :func:`rank_trials`) as CSV, atomically.
 
-    Columns are :data:`LEADERBOARD_COLUMNS`; ``overrides`` as :func:`format_overrides`
+    Columns are :data:`CSV_COLUMNS`; ``overrides`` as :func:`format_overrides`
     text, numbers at full precision, None as an empty cell.
     """
     rows = [
         {
-            **{column: row.get(column) for column in LEADERBOARD_COLUMNS},
+            **{column: row.get(column) for column in CSV_COLUMNS},
             "overrides": format_overrides(row["overrides"]),
         }
         for row in ranked_rows
     ]
-    save_csv(path, rows, list(LEADERBOARD_COLUMNS))
+    save_csv(path, rows, list(CSV_COLUMNS))
 
 
 def _display_cells(row: Mapping) -> dict[str, str]:
