@@ -47,6 +47,13 @@ def quartiles(values: list[float]) -> dict[str, float]:
     return {"median": float(median), "q1": float(q1), "q3": float(q3)}
 
 
+def median_regret(traces: list, best: float, budget: int) -> float | None:
+    """Median regret over the seeds at ``budget``; None before any trial reached R."""
+    regrets = [100 * regret_at(trace, best, budget) for trace in traces]
+    finished = [r for r in regrets if not math.isnan(r)]
+    return float(np.median(regrets)) if len(finished) == len(regrets) else None
+
+
 def compare(table: Table, seeds: int) -> dict:
     """Regret of every search at the budgets, over ``seeds`` seeds, and its curve."""
     R = table.max_epochs
@@ -64,10 +71,7 @@ def compare(table: Table, seeds: int) -> dict:
         methods[name] = {
             "regret": {label: quartiles(values) for label, values in regrets.items()},
             "within_half_point_at_grid/3": float(np.mean([r <= 0.5 for r in regrets["grid/3"]])),
-            "curve": [
-                float(np.nanmedian([100 * regret_at(t, table.best, b) for t in traces]))
-                for b in curve_at
-            ],
+            "curve": [median_regret(traces, table.best, b) for b in curve_at],
         }
         summary = ", ".join(
             f"{label} {v['median']:.2f}" for label, v in methods[name]["regret"].items()
@@ -172,7 +176,8 @@ def plot(result: dict, path: Path) -> None:
     figure, axes = plt.subplots(figsize=(8, 5))
     for name, method in result["methods"].items():
         style = "--" if name.startswith("optuna") else "-"
-        axes.plot(np.array(result["curve_epochs"]) / R, method["curve"], style, label=name)
+        curve = [np.nan if value is None else value for value in method["curve"]]
+        axes.plot(np.array(result["curve_epochs"]) / R, curve, style, label=name)
     axes.set_xscale("log")
     axes.set_xlabel("epochs spent / R (R = 27)")
     axes.set_ylabel("median regret, val accuracy points")

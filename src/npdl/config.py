@@ -23,14 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .activations import ACTIVATIONS
-from .data.download import CIFAR10_MD5, CIFAR10_URL
+from .data.download import CIFAR10_MD5 as CIFAR10_MD5  # re-exported
+from .data.download import CIFAR10_URL as CIFAR10_URL  # re-exported
 from .network import INIT_SCHEMES
 from .optimizers import OPTIMIZERS
 from .schedules import SCHEDULES
 from .solver import MONITORS
 
-#: The official CIFAR-10 python archive (``CIFAR10_URL``) and its md5 (``CIFAR10_MD5``),
-#: defined with the download code.
 SPLIT_MODES = ("train", "val", "test")
 
 
