@@ -1,7 +1,8 @@
 """Searches compared on the tabular benchmark, ours against Optuna 5, at equal epochs.
 
 Run from the repository root, after ``record_search_table.py`` (replays: ~10 min; the
-real runs: ~20 min more)::
+real runs: ~30 min more,
+saved one by one in ``results/search_real.json``)::
 
     python benchmarks/bench_search.py [--seeds 30] [--real] [--work DIR]
 
@@ -212,15 +213,21 @@ def main() -> None:
         "asha_workers": asha_workers(table, args.seeds),
         "rank_agreement_with_R": rank_agreement(table),
     }
-    previous = RESULTS / "search.json"
+    real_file = RESULTS / "search_real.json"
+    real = json.loads(real_file.read_text()) if real_file.exists() else []
     if args.real:
-        result["real"] = [
-            real_run(name, seed, args.work.resolve(), table) for name in REAL for seed in range(3)
-        ]
-        for run in result["real"]:
-            print(run)
-    elif previous.exists():
-        result["real"] = json.loads(previous.read_text()).get("real", [])
+        # Each real run is saved as it ends: a killed benchmark reruns only the rest.
+        done = {(run["sampler"], run["seed"]) for run in real}
+        for name in REAL:
+            for seed in range(3):
+                if (name, seed) in done:
+                    continue
+                real.append(real_run(name, seed, args.work.resolve(), table))
+                print(real[-1], flush=True)
+                temporary = real_file.with_suffix(".json.tmp")
+                temporary.write_text(json.dumps(real, indent=2) + "\n")
+                temporary.replace(real_file)
+    result["real"] = real
     plot(result, RESULTS / "search_regret.png")
     write_results("search", result)
 

@@ -228,6 +228,9 @@ def replay_optuna(name: str, table: Table, seed: int, budget: int) -> list[tuple
     """Optuna's ask/tell loop over the table until ``budget`` epochs are spent."""
     make_sampler, pruner = OPTUNA[name]
     study = optuna.create_study(
+        # HyperbandPruner puts trials into brackets by a hash of the study's name: a
+        # fixed name makes the replay repeatable.
+        study_name=f"{name} seed {seed}",
         direction="maximize",
         sampler=make_sampler(seed),
         pruner=_optuna_pruner(pruner, table.max_epochs),
