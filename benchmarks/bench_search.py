@@ -13,7 +13,7 @@ epochs, as median and interquartile range over the seeds. ``--real`` also runs h
 and TPE for real (``stages/train.py -m`` with the sweeper, a fresh run store, on the
 recorder's data) for 3 seeds each, and compares each with its replay.
 
-Writes ``results/search.json`` and ``results/search_regret.png``.
+Writes ``results/search.json`` and ``docs/images/search_regret.png``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from record_search_table import FIXED, ROOT
 from search_replay import OPTUNA, OURS, Table, regret_at, replay, single_search
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: The picture, beside the README's other images (docs/images).
+FIGURE = ROOT / "docs" / "images" / "search_regret.png"
 MULTIPLES = (10, 30, 100)
 #: The real runs: sweeper options, the same in the replay they are compared with.
 REAL = {
@@ -228,7 +230,7 @@ def main() -> None:
                 temporary.write_text(json.dumps(real, indent=2) + "\n")
                 temporary.replace(real_file)
     result["real"] = real
-    plot(result, RESULTS / "search_regret.png")
+    plot(result, FIGURE)
     write_results("search", result)
 
 

@@ -236,7 +236,7 @@ def render_search(result: dict) -> list[str]:
         cells = [_regret(method["regret"][label]) for label in budgets]
         share = method["within_half_point_at_grid/3"]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {share:.0%} |")
-    lines += ["", "![median regret against epochs spent](results/search_regret.png)", ""]
+    lines += ["", "![median regret against epochs spent](../docs/images/search_regret.png)", ""]
     agreement = result.get("rank_agreement_with_R")
     if agreement:
         lines += [
