@@ -181,11 +181,9 @@ def test_random_search_through_submitit_local_matches_the_local_search(
     assert len(jobs) == 4 and {load_json(job)["threads"] for job in jobs} == {1}
 
 
-def test_random_search_on_a_private_ray_matches_the_local_search(
-    data_dir,  # noqa: F811
-    local_leaderboard,
-    tmp_path,
-):
+def private_ray_env(tmp_path: Path) -> tuple[Path, Path, dict]:
+    """A Ray temporary folder, an empty home and the environment of a sweep on the
+    private Ray (``ray_local``) that may write only there."""
     ray_tmp = Path(tempfile.mkdtemp(prefix="npdl-ray-", dir="/tmp"))
     home = tmp_path / "home"
     home.mkdir()
@@ -195,6 +193,15 @@ def test_random_search_on_a_private_ray_matches_the_local_search(
         "NPDL_RAY_TMP": str(ray_tmp),
         "NPDL_RAY_CPUS": "2",
     }
+    return ray_tmp, home, env
+
+
+def test_random_search_on_a_private_ray_matches_the_local_search(
+    data_dir,  # noqa: F811
+    local_leaderboard,
+    tmp_path,
+):
+    ray_tmp, home, env = private_ray_env(tmp_path)
     out = run_sweep(
         data_dir,
         tmp_path / "cache",
@@ -343,15 +350,7 @@ def test_the_tune_stage_on_a_private_ray_gives_the_basic_launchers_leaderboard(
     basic_tune,
     tmp_path,
 ):
-    ray_tmp = Path(tempfile.mkdtemp(prefix="npdl-ray-", dir="/tmp"))
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_AUTH")} | {
-        "HOME": str(home),
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "NPDL_RAY_TMP": str(ray_tmp),
-        "NPDL_RAY_CPUS": "2",
-    }
+    ray_tmp, _, env = private_ray_env(tmp_path)
     try:
         board = run_tune_stage(data_dir, tmp_path, "tune.launcher=ray_local", env=env)
         assert ray_processes(str(ray_tmp)) == [], "Ray processes outlived the search"
