@@ -1,5 +1,5 @@
-"""Training throughput: npdl against PyTorch CPU on the same nets, and npdl's
-achieved GFLOP/s against the measured sgemm peak.
+"""Training throughput: npdl against PyTorch CPU on the same nets, and npdl's step
+time against its roofline.
 
 Run from the repository root (PyTorch is a benchmark-only extra:
 ``pip install torch==2.13.0``; without it only npdl is measured)::
@@ -8,145 +8,43 @@ Run from the repository root (PyTorch is a benchmark-only extra:
 
 Both frameworks train one epoch at a time on the same standardised float32 images of
 the shared archive's train split, shuffled, batch 256, with the same thread count,
-architecture and optimizer:
+architecture and optimizer (``nets.py``): the course's 3072-100-10 sigmoid net,
+3072-512-256-10 ReLU, and the default 3072-1024-512-10 ReLU with batch norm and
+dropout 0.2, AdamW (weight decay 0.05 on weight matrices only).
 
-* the course's net: 3072-100-10 sigmoid, Adam;
-* the default net (``conf/model/mlp.yaml``): 3072-1024-512-10 ReLU with batch norm
-  and dropout 0.2, AdamW (weight decay 0.05 on weight matrices only).
-
-Each round runs, in this order, the sgemm peak, npdl, PyTorch (default ``foreach``
-Adam) and PyTorch with ``fused=True`` Adam; ratios are taken within a round. Results
-go to ``benchmarks/results/train.json``.
+The roofline of a step is its matrix products at the sgemm peak plus the optimizer's
+memory traffic at the memory bandwidth (``nets.py`` counts both). Each round measures,
+in this order: the sgemm peak (4096 x 4096 float32), a STREAM-style triad bandwidth,
+the step's matrix products alone at their own shapes, npdl, PyTorch (default
+``foreach`` Adam) and PyTorch with ``fused=True`` Adam; shares and ratios are taken
+within a round. Results go to ``benchmarks/results/train.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
-import time
 
-import numpy as np
-
-from harness import SHARED_ARCHIVE, paired, ratios, sgemm_peak, summary, write_results
-from npdl import Adam, ClassificationNet, DataLoader, ImageFolderDataset, Relu, Sigmoid, Solver
-from npdl.data.normalization import fit_standardization, standardize_images
-from npdl.data.prepared import prepare_dataset
+from harness import (
+    SHARED_ARCHIVE,
+    paired,
+    products_seconds,
+    ratios,
+    sgemm_peak,
+    summary,
+    triad_bandwidth,
+    write_results,
+)
+from nets import (
+    BATCH,
+    NETS,
+    load_images,
+    matmul_shapes,
+    npdl_trainer,
+    step_bytes,
+    step_flops,
+    torch_trainer,
+)
 from npdl.threads import get_num_threads
-
-BATCH = 256
-NETS = {
-    "course": {
-        "title": "course 3072-100-10 sigmoid, Adam",
-        "hidden": [100],
-        "activation": "sigmoid",
-        "batch_norm": False,
-        "dropout": 0.0,
-        "weight_decay": 0.0,
-    },
-    "default": {
-        "title": "default 3072-1024-512-10 ReLU + BN + dropout 0.2, AdamW",
-        "hidden": [1024, 512],
-        "activation": "relu",
-        "batch_norm": True,
-        "dropout": 0.2,
-        "weight_decay": 0.05,
-    },
-}
-
-
-def step_flops(spec: dict, batch: int) -> float:
-    """FLOPs of one training step: the matrix products (forward, weight gradients and
-    input gradients of every layer but the first) and Adam's 11 element-wise
-    operations per parameter. Batch norm, activations, dropout and the loss add under
-    0.5% and are not counted."""
-    sizes = [3072, *spec["hidden"], 10]
-    pairs = list(itertools.pairwise(sizes))
-    products = sum(a * b for a, b in pairs)
-    matmul = 2 * batch * (2 * products + sum(a * b for a, b in pairs[1:]))
-    params = products + sum(sizes[1:]) + (2 * sum(spec["hidden"]) if spec["batch_norm"] else 0)
-    return float(matmul + 11 * params)
-
-
-def epoch_flops(spec: dict, n: int) -> float:
-    full, rest = divmod(n, BATCH)
-    return full * step_flops(spec, BATCH) + (step_flops(spec, rest) if rest else 0.0)
-
-
-def npdl_trainer(spec: dict, images: np.ndarray, labels: np.ndarray):
-    activation = Relu() if spec["activation"] == "relu" else Sigmoid()
-    model = ClassificationNet(
-        activation,
-        hidden_size=spec["hidden"],
-        init="he" if spec["activation"] == "relu" else "std",
-        batch_norm=spec["batch_norm"],
-        dropout=spec["dropout"],
-        rng=0,
-    )
-    classes = [str(i) for i in range(10)]
-    images = images.reshape(len(images), 32, 32, 3)  # the dataset's layout; a view
-    train = ImageFolderDataset.from_arrays(images, labels, classes)
-    val = ImageFolderDataset.from_arrays(images[:1], labels[:1], classes)
-    solver = Solver(
-        model,
-        DataLoader(train, batch_size=BATCH, shuffle=True, rng=0),
-        DataLoader(val, batch_size=1),
-        optimizer=Adam,
-        learning_rate=1e-3,
-        weight_decay=spec["weight_decay"],
-        verbose=False,
-    )
-
-    def epoch() -> float:
-        start = time.perf_counter()
-        solver.train(epochs=1)
-        return time.perf_counter() - start
-
-    return epoch
-
-
-def torch_trainer(spec: dict, images: np.ndarray, labels: np.ndarray, fused: bool):
-    import torch
-    from torch import nn
-
-    torch.manual_seed(0)
-    layers, width = [], 3072
-    for hidden in spec["hidden"]:
-        layers.append(nn.Linear(width, hidden))
-        if spec["batch_norm"]:
-            layers.append(nn.BatchNorm1d(hidden))
-        layers.append(nn.ReLU() if spec["activation"] == "relu" else nn.Sigmoid())
-        if spec["dropout"]:
-            layers.append(nn.Dropout(spec["dropout"]))
-        width = hidden
-    layers.append(nn.Linear(width, 10))
-    net = nn.Sequential(*layers)
-    matrices = [p for p in net.parameters() if p.ndim >= 2]
-    others = [p for p in net.parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": matrices, "weight_decay": spec["weight_decay"]},
-            {"params": others, "weight_decay": 0.0},
-        ],
-        lr=1e-3,
-        fused=fused,
-    )
-    loss_func = nn.CrossEntropyLoss()
-    x_all, y_all = torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
-    generator = torch.Generator().manual_seed(0)
-
-    def epoch() -> float:
-        start = time.perf_counter()
-        net.train()
-        order = torch.randperm(len(x_all), generator=generator)
-        for i in range(0, len(order), BATCH):
-            index = order[i : i + BATCH]
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_func(net(x_all[index]), y_all[index])
-            loss.backward()
-            optimizer.step()
-        return time.perf_counter() - start
-
-    return epoch
 
 
 def main() -> None:
@@ -166,40 +64,57 @@ def main() -> None:
         torch_version = None
         print("PyTorch is not installed (pip install torch==2.13.0): measuring npdl only")
 
-    data = prepare_dataset(
-        args.archive, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=0, workers="auto"
-    )
-    raw = data.images["train"][: args.images]
-    images = standardize_images(raw, fit_standardization(raw))
-    labels = data.labels["train"][: args.images]
+    images, labels = load_images(args.images, args.archive)
     n = len(images)
+    full, rest = divmod(n, BATCH)
+    steps = full + bool(rest)
     print(f"{n} images, batch {BATCH}, {get_num_threads()} threads, torch {torch_version}")
 
     results = {"images": n, "batch": BATCH, "threads": get_num_threads(), "torch": torch_version}
     for key in args.nets:
         spec = NETS[key]
-        flops = epoch_flops(spec, n)
+        flops = full * step_flops(spec) + (step_flops(spec, rest) if rest else 0.0)
+        shapes = matmul_shapes(spec)
         contenders = {
-            "peak": lambda: sgemm_peak() / 1e9,
+            "peak": lambda: sgemm_peak(),
+            "bandwidth": lambda: triad_bandwidth(),
+            "products": lambda shapes=shapes: products_seconds(shapes),
             "npdl": npdl_trainer(spec, images, labels),
         }
         if torch_version:
             contenders["torch"] = torch_trainer(spec, images, labels, fused=False)
             contenders["torch_fused"] = torch_trainer(spec, images, labels, fused=True)
-        for name, run in contenders.items():  # warm-up round, not counted
-            if name != "peak":
-                run()
+        for run in contenders.values():  # warm-up round, not counted
+            run()
         seconds = paired(contenders, args.pairs)
-        peak = seconds.pop("peak")
+        peak, bandwidth = seconds.pop("peak"), seconds.pop("bandwidth")
+        products = seconds.pop("products")
         rates = {name: [n / s for s in values] for name, values in seconds.items()}
-        gflops = [flops / s / 1e9 for s in seconds["npdl"]]
+        step_ms = [1e3 * s / steps for s in seconds["npdl"]]
+        roofline_ms = [
+            1e3 * (flops / p + steps * step_bytes(spec) / b) / steps
+            for p, b in zip(peak, bandwidth, strict=True)
+        ]
+        products_ms = [1e3 * s for s in products]
+        blas_floor_ms = [
+            q + 1e3 * step_bytes(spec) / b for q, b in zip(products_ms, bandwidth, strict=True)
+        ]
         entry = {
             "title": spec["title"],
-            "step_gflop": step_flops(spec, BATCH) / 1e9,
+            "step_gflop": step_flops(spec) / 1e9,
+            "optimizer_mb": step_bytes(spec) / 1e6,
             "samples_per_s": {name: summary(values) for name, values in rates.items()},
-            "npdl_gflops": summary(gflops),
-            "sgemm_peak_gflops": summary(peak),
-            "npdl_share_of_peak": ratios(gflops, peak),
+            "sgemm_peak_gflops": summary([p / 1e9 for p in peak]),
+            "bandwidth_gb_s": summary([b / 1e9 for b in bandwidth]),
+            "step_ms": summary(step_ms),
+            "roofline_ms": summary(roofline_ms),
+            "share_of_roofline": ratios(roofline_ms, step_ms),
+            "products_alone_ms": summary(products_ms),
+            "products_share_of_peak": ratios(
+                [1e3 * step_flops(spec) / p for p in peak], products_ms
+            ),
+            "products_and_optimizer_ms": summary(blas_floor_ms),
+            "share_of_products_and_optimizer": ratios(blas_floor_ms, step_ms),
         }
         if torch_version:
             entry["npdl_over_torch"] = ratios(rates["npdl"], rates["torch"])
@@ -207,8 +122,10 @@ def main() -> None:
         results[key] = entry
         line = ", ".join(f"{k} {v['median']:,.0f}/s" for k, v in entry["samples_per_s"].items())
         print(
-            f"{spec['title']}: {line}; {entry['npdl_gflops']['median']:.0f} GFLOP/s = "
-            f"{entry['npdl_share_of_peak']['median']:.0%} of peak"
+            f"{spec['title']}: {line}; step {entry['step_ms']['median']:.1f} ms, roofline "
+            f"{entry['roofline_ms']['median']:.1f} ms "
+            f"({entry['share_of_roofline']['median']:.0%}); products alone "
+            f"{entry['products_alone_ms']['median']:.1f} ms"
         )
     write_results("train", results)
 

@@ -68,6 +68,61 @@ def sgemm_peak(size: int = 4096, repeats: int = 5) -> float:
     return 2.0 * size**3 / best
 
 
+def triad_bandwidth(elements: int = 1 << 24, repeats: int = 5) -> float:
+    """STREAM-style triad bandwidth (bytes/s): ``a = b + s * c`` on float32 arrays of
+    ``elements`` (64 MiB each by default, far beyond the caches), cut into blocks that
+    stay in cache and spread over npdl's threads, as the optimizers update. Counts
+    STREAM's 12 bytes per element (two reads, one write)."""
+    from npdl.threads import blocks, run_blocks
+
+    a = np.empty(elements, dtype=np.float32)
+    b = np.full(elements, 1.0, dtype=np.float32)
+    c = np.full(elements, 2.0, dtype=np.float32)
+    scale = np.float32(3.0)
+
+    def kernel(a_block, b_block, c_block) -> None:
+        np.multiply(c_block, scale, out=a_block)
+        a_block += b_block
+
+    jobs = blocks(a, b, c, size=1 << 14)
+    run_blocks(kernel, jobs)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run_blocks(kernel, jobs)
+        best = min(best, time.perf_counter() - start)
+    return 12.0 * elements / best
+
+
+def products_seconds(shapes: list[tuple], repeats: int = 5) -> float:
+    """Best time of one pass over a step's matrix products, each
+    ``(name, m, k, n, a_transposed, b_transposed)`` (``nets.matmul_shapes``) in float32
+    with its output preallocated, in the layouts the layers use."""
+    rng = np.random.default_rng(0)
+
+    def operand(rows: int, columns: int, transposed: bool) -> np.ndarray:
+        if transposed:
+            return rng.standard_normal((columns, rows), dtype=np.float32).T
+        return rng.standard_normal((rows, columns), dtype=np.float32)
+
+    operands = [
+        (operand(m, k, ta), operand(k, n, tb), np.empty((m, n), dtype=np.float32))
+        for _, m, k, n, ta, tb in shapes
+    ]
+
+    def once() -> None:
+        for a, b, out in operands:
+            np.matmul(a, b, out=out)
+
+    once()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        once()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def machine() -> dict:
     """What the figures were measured on."""
     from threadpoolctl import threadpool_info

@@ -23,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS = {
     "data": "bench_data.py",
     "train": "bench_train.py",
+    "profile": "profile_step.py",
     "pipeline": "bench_pipeline.py",
     "parallel": "bench_parallel.py",
     "search": "bench_search.py",
@@ -72,7 +73,11 @@ def spread(figures: dict, fmt: str = "{:,.0f}", scale: float = 1.0) -> str:
     return f"{med} ({low}–{high})"
 
 
+NET_KEYS = ("course", "plain", "default")
+
+
 def render_train(result: dict) -> list[str]:
+    entries = [result[key] for key in NET_KEYS if key in result]
     lines = [
         "## Training throughput: npdl vs PyTorch CPU",
         "",
@@ -80,8 +85,9 @@ def render_train(result: dict) -> list[str]:
         f"float32 images of the shared archive's train split, shuffled, batch "
         f"{result['batch']}, {result['threads']} threads for both frameworks, PyTorch "
         f"{result['torch'] or 'not installed'}. npdl trains through `Solver` and "
-        "`DataLoader`; PyTorch through a plain loop over a shuffled index. "
-        f"{result['default']['samples_per_s']['npdl']['n']} rounds after one warm-up.",
+        "`DataLoader` (the course API); PyTorch through a plain loop over a shuffled "
+        f"index. {entries[0]['samples_per_s']['npdl']['n']} rounds after one warm-up, "
+        "each running every contender once (A B A B ...).",
         "",
     ]
     has_torch = bool(result["torch"])
@@ -93,10 +99,7 @@ def render_train(result: dict) -> list[str]:
         )
         rule += "---|---|---|---|"
     lines += [header, rule]
-    for key in ("course", "default"):
-        entry = result.get(key)
-        if not entry:
-            continue
+    for entry in entries:
         rates = entry["samples_per_s"]
         row = f"| {entry['title']} | {spread(rates['npdl'])} |"
         if has_torch:
@@ -106,28 +109,66 @@ def render_train(result: dict) -> list[str]:
                 f" {spread(entry['npdl_over_torch_fused'], '{:.2f}')} |"
             )
         lines.append(row)
+    first = entries[0]
     lines += [
         "",
-        "### Achieved GFLOP/s against the sgemm peak",
+        "### Step time against the roofline",
         "",
-        "FLOPs a step really does: every matrix product (forward, weight gradients, input "
-        "gradients of all layers but the first, which needs none) plus Adam's 11 "
-        "element-wise passes per parameter; batch norm, activations, dropout and the loss "
-        "add under 0.5% and are not counted. The peak is NumPy's best 4096x4096 float32 "
-        "product, measured in every round; the share is taken within the round.",
+        "A step's roofline is its matrix products (forward, weight gradients, input "
+        "gradients of every layer but the first) at the sgemm peak plus the optimizer's "
+        "pass over the parameters at the memory bandwidth (Adam reads w, g, m, v and "
+        "writes w, m, v: 28 bytes per parameter). Both are measured in every round: the "
+        "peak as NumPy's best 4096x4096 float32 product "
+        f"({spread(first['sgemm_peak_gflops'])} GFLOP/s), the bandwidth as a "
+        "STREAM-style triad on 64 MiB arrays "
+        f"({spread(first['bandwidth_gb_s'], '{:.1f}')} GB/s). Batch norm, activations, "
+        "dropout, the loss and the loader are not in the roofline: they are the overhead "
+        "to remove. *Products alone* are the step's own matrix products at their own "
+        "shapes and layouts, timed without the rest: the gap between them and the peak "
+        "is the BLAS's, the gap between *products + optimizer* and the step is npdl's.",
         "",
-        "| net | GFLOP per step | npdl GFLOP/s | sgemm peak GFLOP/s | share of peak |",
-        "|---|---|---|---|---|",
+        "| net | GFLOP / MB per step | roofline (ms) | npdl step (ms) | share of roofline "
+        "| products alone (ms) | products' share of peak | products + optimizer (ms) "
+        "| share of that |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for key in ("course", "default"):
-        entry = result.get(key)
-        if entry:
-            lines.append(
-                f"| {entry['title']} | {entry['step_gflop']:.2f} | "
-                f"{spread(entry['npdl_gflops'])} | {spread(entry['sgemm_peak_gflops'])} | "
-                f"{spread(entry['npdl_share_of_peak'], '{:.0%}')} |"
-            )
+    for entry in entries:
+        lines.append(
+            f"| {entry['title']} | {entry['step_gflop']:.2f} / {entry['optimizer_mb']:.0f} | "
+            f"{spread(entry['roofline_ms'], '{:.1f}')} | {spread(entry['step_ms'], '{:.1f}')} | "
+            f"{spread(entry['share_of_roofline'], '{:.0%}')} | "
+            f"{spread(entry['products_alone_ms'], '{:.1f}')} | "
+            f"{spread(entry['products_share_of_peak'], '{:.0%}')} | "
+            f"{spread(entry['products_and_optimizer_ms'], '{:.1f}')} | "
+            f"{spread(entry['share_of_products_and_optimizer'], '{:.0%}')} |"
+        )
     return [*lines, ""]
+
+
+def render_profile(result: dict) -> list[str]:
+    lines = [
+        "## Where a step's time goes",
+        "",
+        "`profile_step.py`: one epoch of each net through `Solver` and `DataLoader` with "
+        "a timer around every layer's forward and backward, the loss, the optimizer and "
+        "the loader's batch assembly; milliseconds per step. An affine or hidden layer's "
+        "time includes its matrix products, which are also timed alone at the same "
+        "shapes (last rows); *Solver's Python* is what no timer covers.",
+        "",
+    ]
+    for key in ("default", "plain"):
+        entry = result.get(key)
+        if not entry:
+            continue
+        lines += [f"**{entry['title']}**: {entry['step_ms']:.1f} ms per step", ""]
+        lines += ["| section | ms per step |", "|---|---|"]
+        for name, ms in sorted(entry["sections_ms"].items(), key=lambda item: -item[1]):
+            lines.append(f"| {name} | {ms:.2f} |")
+        lines.append(f"| Solver's Python | {entry['python_ms']:.2f} |")
+        for name, ms in entry["products_alone_ms"].items():
+            lines.append(f"| *product alone: layer {name}* | {ms:.2f} |")
+        lines.append("")
+    return lines
 
 
 def render_data(result: dict) -> list[str]:
@@ -283,6 +324,7 @@ def render_search(result: dict) -> list[str]:
 
 RENDERERS = {
     "train": render_train,
+    "profile": render_profile,
     "data": render_data,
     "pipeline": render_pipeline,
     "parallel": render_parallel,

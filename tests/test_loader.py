@@ -107,3 +107,51 @@ def test_loader_applies_the_dataset_transform(image_files):
     batch = next(iter(DataLoader(dataset, batch_size=5)))
     assert batch["image"].dtype == np.float32
     np.testing.assert_allclose(batch["image"], images.reshape(5, -1) / 255, rtol=1e-6)
+
+
+def test_prefetching_yields_the_same_batches_and_draws(image_files):
+    from npdl.data.transforms import RandomFlipCrop
+
+    images = image_files.random_images(0, 40)
+    labels = np.arange(40) % 10
+
+    def epochs(prefetch):
+        dataset = ImageFolderDataset.from_arrays(
+            images, labels, [str(i) for i in range(10)], transform=RandomFlipCrop(rng=4)
+        )
+        loader = DataLoader(dataset, batch_size=16, shuffle=True, rng=2, prefetch=prefetch)
+        return [[(b["image"].copy(), b["label"]) for b in loader] for _ in range(2)]
+
+    plain, ahead = epochs(False), epochs(True)
+    assert len(plain[0]) == len(ahead[0]) == 3
+    for epoch_plain, epoch_ahead in zip(plain, ahead, strict=True):
+        for (x1, y1), (x2, y2) in zip(epoch_plain, epoch_ahead, strict=True):
+            np.testing.assert_array_equal(x1, x2)
+            np.testing.assert_array_equal(y1, y2)
+
+
+class _FailingDataset:
+    def __init__(self, fail_at):
+        self.fail_at = fail_at
+
+    def __len__(self):
+        return 10
+
+    def __getitem__(self, index):
+        if index == self.fail_at:
+            raise OSError(f"image {index} is unreadable")
+        return {"image": np.zeros(3), "label": index}
+
+
+def test_prefetching_raises_the_dataset_error_at_its_batch_and_can_stop_early():
+    loader = DataLoader(_FailingDataset(fail_at=5), batch_size=2, prefetch=True)
+    seen = []
+    with pytest.raises(OSError, match="image 5 is unreadable"):
+        for batch in loader:
+            seen.append(batch["label"].tolist())
+    assert seen == [[0, 1], [2, 3]]
+    iterator = iter(DataLoader(_FailingDataset(fail_at=99), batch_size=2, prefetch=True))
+    assert next(iterator)["label"].tolist() == [0, 1]
+    iterator.close()  # stopping early waits for the batch in flight and ends cleanly
+    with pytest.raises(StopIteration):
+        next(iterator)

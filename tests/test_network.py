@@ -46,10 +46,13 @@ def test_whole_network_gradients_with_reg(activation, num_layer, hidden_size):
     assert set(errors) == {f"{p}{i}" for i in range(1, num_layer + 1) for p in "Wb"}
 
 
-def test_network_with_batchnorm_and_fixed_dropout():
+@pytest.mark.parametrize(
+    "activation", [Relu(), Tanh()], ids=["relu-fused-hidden-layers", "tanh-separate-layers"]
+)
+def test_network_with_batchnorm_and_fixed_dropout(activation):
     rng = np.random.default_rng(1)
     model = ClassificationNet(
-        Relu(),
+        activation,
         num_layer=3,
         input_size=6,
         hidden_size=5,
@@ -61,7 +64,8 @@ def test_network_with_batchnorm_and_fixed_dropout():
         dtype=np.float64,
         rng=2,
     )
-    dropouts = [layer for layer in model.layers if type(layer).__name__ == "Dropout"]
+    # Dropout layers, or hidden layers that drop out (the fused ReLU case).
+    dropouts = [layer for layer in model.layers if getattr(layer, "p", 0) > 0]
     assert len(dropouts) == 2
     loss_func = CrossEntropyFromLogits()
     x, y = rng.standard_normal((6, 6)), rng.integers(0, 3, 6)

@@ -69,7 +69,7 @@ def _train(optimizer_cls, n_threads: int, steps: int = 4, **kwargs) -> dict[str,
     from fixed gradients (BLAS would sum a backward pass differently per thread count)."""
     threads.set_num_threads(n_threads)
     rng = np.random.default_rng(0)
-    model = ClassificationNet(Relu(), input_size=300, hidden_size=[400], init="he", rng=1)
+    model = ClassificationNet(Relu(), input_size=600, hidden_size=[400], init="he", rng=1)
     assert model.params["W1"].size > 1.5 * threads.BLOCK_ELEMENTS
     opt = optimizer_cls(model, learning_rate=1e-2, weight_decay=0.1, **kwargs)
     for _ in range(steps):
@@ -126,7 +126,7 @@ def test_blocked_adam_matches_the_textbook_on_every_element():
     params = _train(Adam, 2, steps=4)
     # The same run in float64 with the textbook formulas, whole arrays at once.
     rng = np.random.default_rng(0)
-    model = ClassificationNet(Relu(), input_size=300, hidden_size=[400], init="he", rng=1)
+    model = ClassificationNet(Relu(), input_size=600, hidden_size=[400], init="he", rng=1)
     w = {k: v.astype(np.float64) for k, v in model.params.items()}
     m = {k: np.zeros_like(v) for k, v in w.items()}
     v2 = {k: np.zeros_like(v) for k, v in w.items()}

@@ -9,6 +9,7 @@ from npdl.data.transforms import (
     FlattenTransform,
     NormalizeTransform,
     RandomCrop,
+    RandomFlipCrop,
     RandomHorizontalFlip,
     RescaleTransform,
 )
@@ -113,6 +114,30 @@ def test_crop_larger_than_padded_image_is_refused(batch):
         ValueError, match=r"crop size \(40, 40\) is larger than the padded images \(36, 36\)"
     ):
         RandomCrop(size=40, padding=2)(batch)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float16, np.float32])
+def test_flip_crop_is_the_flip_then_the_crop_on_one_generator(batch, dtype):
+    images = batch.astype(dtype)
+    images.flags.writeable = False
+    fused = RandomFlipCrop(size=(30, 28), padding=3, rng=np.random.default_rng(7), fill=2)
+    shared = np.random.default_rng(7)
+    apart = ComposeTransform(
+        [RandomHorizontalFlip(rng=shared), RandomCrop(size=(30, 28), padding=3, rng=shared, fill=2)]
+    )
+    for _ in range(3):  # the padded work array is reused: its border must stay the fill
+        np.testing.assert_array_equal(fused(images), apart(images))
+    assert fused(images).dtype == dtype
+    smaller = fused(images[:5])  # another batch size gets its own work array
+    assert smaller.shape == (5, 30, 28, 3)
+
+
+def test_crop_results_are_fresh_arrays_while_the_work_array_is_reused(batch):
+    crop = RandomCrop(padding=4, rng=0)
+    first = crop(batch)
+    kept = first.copy()
+    crop(batch[::-1])
+    np.testing.assert_array_equal(first, kept)
 
 
 # ----------------------------------------------------------- rescale / normalize

@@ -22,6 +22,7 @@ from .data import (
     MemoryImageFolderDataset,
     NormalizeTransform,
     RandomCrop,
+    RandomFlipCrop,
     RandomHorizontalFlip,
     RescaleTransform,
     Transform,
@@ -35,6 +36,7 @@ from .data import (
     stratified_split,
     stratified_subset,
 )
+from .hidden_layer import HiddenLayer
 from .layers import (
     ActivationLayer,
     Affine,
@@ -82,6 +84,7 @@ __all__ = [
     "DataLoader",
     "Dropout",
     "FlattenTransform",
+    "HiddenLayer",
     "IdentityTransform",
     "ImageFolderDataset",
     "ImageSource",
@@ -94,6 +97,7 @@ __all__ = [
     "NormalizeTransform",
     "Optimizer",
     "RandomCrop",
+    "RandomFlipCrop",
     "RandomHorizontalFlip",
     "Relu",
     "RescaleTransform",

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .activations import Activation, Sigmoid, make_activation
+from .activations import Activation, Relu, Sigmoid, make_activation
+from .hidden_layer import HiddenLayer
 from .io import load_npz, save_npz
 from .layers import ActivationLayer, Affine, BatchNorm, Dropout, Layer
 
@@ -211,14 +212,18 @@ class ClassificationNet:
         for i, width in enumerate([*self.hidden_sizes, self.num_classes], start=1):
             last = i == self.num_layer
             fan_out = width if last else width * pieces
-            affine = Affine(
-                self._initial_weight(fan_in, fan_out),
-                np.zeros(fan_out, dtype=self.dtype),
-                input_grad=i > 1,
-            )
-            self._add(affine, i)
+            weight = self._initial_weight(fan_in, fan_out)
+            bias = np.zeros(fan_out, dtype=self.dtype)
             self._weights_per_sample += fan_in * fan_out
-            if not last:
+            if not last and type(self.activation) is Relu:
+                # The common case, in the fewest passes (npdl.hidden_layer).
+                hidden = HiddenLayer(
+                    weight, bias, self.batch_norm, self.dropout, self.rng, input_grad=i > 1
+                )
+                self._add(hidden, i)
+            else:
+                self._add(Affine(weight, bias, input_grad=i > 1), i)
+            if not last and type(self.activation) is not Relu:
                 if self.batch_norm:
                     self._add(BatchNorm(fan_out, dtype=self.dtype), i)
                 self.layers.append(ActivationLayer(self.activation))
@@ -230,6 +235,8 @@ class ClassificationNet:
         self.buffers = _LayerArrays(self._buffer_index, "buffers")
 
     def _add(self, layer: Layer, position: int) -> None:
+        # Its arrays are the network's own: buffers may be reused across calls.
+        layer.internal = True
         self.layers.append(layer)
         for key in layer.params:
             self._param_index[f"{key}{position}"] = (layer, key)

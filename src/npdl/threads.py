@@ -2,7 +2,7 @@
 
 Matrix products run in the BLAS library's own threads; NumPy's element-wise ufuncs run
 in one thread. The optimizers' updates are element-wise and memory-bound, so they are
-cut into blocks small enough to stay in a core's cache (every pass of a fused update
+cut into blocks small enough to stay in cache (every pass of a fused update
 then reads the cache, not main memory) and the blocks are spread over a small thread
 pool (NumPy releases the GIL inside ufunc loops).
 
@@ -21,8 +21,11 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 #: Elements per block of an element-wise update: five float32 blocks (parameter,
-#: gradient, two moments, scratch) take 1.25 MiB, about one core's L2 cache.
-BLOCK_ELEMENTS = 1 << 16
+#: gradient, two moments, scratch) take 2.5 MiB, which the passes after the first read
+#: from the L3 cache (32 MiB here). Smaller blocks fit L2 but cost more Python calls
+#: than they save: 1 << 17 was fastest in-step on both benchmark nets (1 << 15 to 1 << 18
+#: measured, benchmarks/profile_step.py).
+BLOCK_ELEMENTS = 1 << 17
 
 _num_threads: int | None = None
 _pool: ThreadPoolExecutor | None = None
@@ -72,14 +75,14 @@ def threads_per_worker(workers: int) -> int:
     return max(1, available_cores() // max(1, int(workers)))
 
 
-def blocks(*arrays: np.ndarray, size: int = BLOCK_ELEMENTS) -> list[tuple[np.ndarray, ...]]:
+def blocks(*arrays: np.ndarray, size: int | None = None) -> list[tuple[np.ndarray, ...]]:
     """Cut same-shaped arrays into aligned blocks of flat views.
 
     Parameters
     ----------
     *arrays : ndarray, all of one shape (S...), C-contiguous
-    size : int
-        Elements per block.
+    size : int, optional
+        Elements per block; default :data:`BLOCK_ELEMENTS`.
 
     Returns
     -------
@@ -92,6 +95,7 @@ def blocks(*arrays: np.ndarray, size: int = BLOCK_ELEMENTS) -> list[tuple[np.nda
         raise ValueError(f"blocks need arrays of one shape, got {[a.shape for a in arrays]}")
     if not all(a.flags.c_contiguous for a in arrays):
         return [tuple(arrays)]
+    size = size or BLOCK_ELEMENTS
     flat = [a.reshape(-1) for a in arrays]
     total = flat[0].size
     return [tuple(f[i : i + size] for f in flat) for i in range(0, max(total, 1), size)]

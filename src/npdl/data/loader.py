@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,12 @@ class DataLoader:
     rng : int or numpy.random.Generator, optional
         Seed or generator for shuffling; the same seed replays the same sequence of
         epochs. None draws fresh OS entropy (not reproducible).
+    prefetch : bool, default False
+        Assemble the next batch in a background thread while the caller works on
+        this one (NumPy releases the GIL in its copies, so the gather and the
+        augmentation overlap the caller's compute). Batches, their order and every
+        random draw are the same as without; an error in the dataset is raised
+        where the batch would have been yielded.
 
     Yields
     ------
@@ -46,6 +53,7 @@ class DataLoader:
         shuffle: bool = False,
         drop_last: bool = False,
         rng: SeedLike = None,
+        prefetch: bool = False,
     ) -> None:
         if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r} must be an int >= 1")
@@ -54,6 +62,7 @@ class DataLoader:
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.rng = np.random.default_rng(rng)
+        self.prefetch = bool(prefetch)
 
     def __len__(self) -> int:
         """Number of batches per epoch."""
@@ -62,6 +71,11 @@ class DataLoader:
         return -(-len(self.dataset) // self.batch_size)
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        if self.prefetch:
+            return prefetched(self._batches())
+        return self._batches()
+
+    def _batches(self) -> Iterator[dict[str, np.ndarray]]:
         sample_count = len(self.dataset)
         order = self.rng.permutation(sample_count) if self.shuffle else np.arange(sample_count)
         get_batch = getattr(self.dataset, "get_batch", None)
@@ -80,3 +94,21 @@ class DataLoader:
         if "label" in batch:
             batch["label"] = batch["label"].astype(np.int64)
         return batch
+
+
+_END = object()
+
+
+def prefetched(items: Iterator) -> Iterator:
+    """Yield the items of ``items`` while a background thread already computes the
+    next one. ``items`` is only ever advanced by that one thread, one item at a time,
+    so its order (and any random draws inside it) is unchanged; closing this
+    iterator early waits for the item in flight and then stops."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="npdl-prefetch") as pool:
+        pending = pool.submit(next, items, _END)
+        while True:
+            item = pending.result()
+            if item is _END:
+                return
+            pending = pool.submit(next, items, _END)
+            yield item
