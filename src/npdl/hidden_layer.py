@@ -11,9 +11,10 @@ are several times slower on float32). Three identities remove whole passes:
 
 * batch norm subtracts the batch mean, so the bias ahead of it cancels: it is added
   to the running mean instead of to every element, and its gradient is exactly zero;
-* ReLU and dropout are one multiplication by one float mask,
-  ``[y > 0] * keep / (1 - p)``, which the backward pass reuses: their gradient is one
-  more multiplication;
+* ReLU and dropout are one multiplication by one float mask, ``[y > 0] * keep``,
+  which the backward pass reuses: their gradient is one more multiplication; ReLU is
+  positively homogeneous, so dropout's ``1 / (1 - p)`` is folded into batch norm's
+  scale and shift (without batch norm, into the mask);
 * the output is also the next layer's input, which it keeps anyway, so nothing else
   is stored but the centred pre-activations and the mask.
 
@@ -130,8 +131,8 @@ class HiddenLayer(Layer):
         keep_scale = z.dtype.type(self._keep_scale)
         if self.batch_norm:
             h = self._buffer("h", z.shape, z.dtype)
-            inv_std = self._normalise(z, h)
-            self._relu_dropout(h, mask, keep_scale)
+            inv_std = self._normalise(z, h, keep_scale)
+            self._relu_dropout(h, mask, 1.0)
             self._cache = (x, h, mask, z, inv_std)
         else:
             z += params["b"]
@@ -140,9 +141,10 @@ class HiddenLayer(Layer):
             h = z
         return h
 
-    def _normalise(self, z, h) -> np.ndarray:
-        """Centre ``z`` in place and write ``h = x_hat * gamma + beta``; update the
-        running estimates; return ``inv_std`` (M,)."""
+    def _normalise(self, z, h, keep_scale) -> np.ndarray:
+        """Centre ``z`` in place and write ``h = (x_hat * gamma + beta) * keep_scale``
+        (dropout's scale, folded in: ReLU commutes with it); update the running
+        estimates; return ``inv_std`` (M,)."""
         n = z.shape[0]
         mean = np.add.reduce(z, axis=0)
         mean *= 1.0 / n
@@ -150,8 +152,8 @@ class HiddenLayer(Layer):
         var = np.einsum("ij,ij->j", z, z)
         var *= 1.0 / n
         inv_std = 1.0 / np.sqrt(var + z.dtype.type(self.eps))
-        np.multiply(z, self.params["gamma"] * inv_std, out=h)
-        h += self.params["beta"]
+        np.multiply(z, self.params["gamma"] * (inv_std * keep_scale), out=h)
+        h += self.params["beta"] * keep_scale
         m = self.momentum
         running_mean, running_var = self.buffers["running_mean"], self.buffers["running_var"]
         # The bias never reached z (it cancels in x_hat): the running mean is of z + b.
@@ -169,7 +171,8 @@ class HiddenLayer(Layer):
             keep = self._buffer("tmp", y.shape, y.dtype)
             bits = random_bits(self.rng, y.shape)
             np.greater_equal(bits, self._threshold, out=keep, casting="unsafe")
-            keep *= keep_scale
+            if keep_scale != 1:
+                keep *= keep_scale
             mask *= keep
         y *= mask
 
@@ -191,10 +194,10 @@ class HiddenLayer(Layer):
     def backward(self, dout):
         """``dout``: (N, M) -> ``dx`` (N, D) or None; fills every gradient.
 
-        With ``u = dout * mask`` (ReLU and dropout, dropout's scale ``s`` included):
-        ``dbeta = sum(u)``, ``dgamma = inv_std * sum(u * z_c)`` and
-        ``dz = gamma * inv_std * (u - sum(u) / N - z_c * inv_std**2 * sum(u * z_c) / N)``;
-        without batch norm ``dz = u`` and ``db = sum(dz)``.
+        With ``u = dout * mask`` (ReLU and dropout) and dropout's scale ``s``:
+        ``dbeta = s * sum(u)``, ``dgamma = s * inv_std * sum(u * z_c)`` and
+        ``dz = s * gamma * inv_std * (u - sum(u) / N - z_c * inv_std**2 * sum(u * z_c) / N)``;
+        without batch norm the mask holds ``s``, ``dz = u`` and ``db = sum(dz)``.
         """
         x, _h, mask, z_centred, inv_std = self._cache
         dz = dout if self.internal else np.array(dout, copy=True)
@@ -203,10 +206,11 @@ class HiddenLayer(Layer):
             n = dz.shape[0]
             sum_u = np.add.reduce(dz, axis=0)
             sum_uz = np.einsum("ij,ij->j", dz, z_centred)
-            self.grads["beta"][...] = sum_u
-            self.grads["gamma"][...] = inv_std * sum_uz
+            keep_scale = dz.dtype.type(self._keep_scale)
+            self.grads["beta"][...] = keep_scale * sum_u
+            self.grads["gamma"][...] = keep_scale * inv_std * sum_uz
             self.grads["b"].fill(0)
-            scale = self.params["gamma"] * inv_std
+            scale = self.params["gamma"] * (inv_std * keep_scale)
             dz *= scale
             tmp = self._buffer("tmp", dz.shape, dz.dtype)
             np.multiply(z_centred, scale * inv_std * inv_std * sum_uz * (1.0 / n), out=tmp)
