@@ -335,7 +335,8 @@ def test_editing_the_library_retrains_and_reverting_it_hits_the_store_again(proj
         return new, read_json(repo / "metrics/train.json"), digest(repo / "models/model.npz")
 
     baseline_model = digest(repo / "models/model.npz")
-    layers = repo / "src/npdl/layers.py"
+    # The layer the default ReLU network is built of (npdl.hidden_layer).
+    layers = repo / "src/npdl/hidden_layer.py"
     original = layers.read_text()
     edited = original.replace("eps: float = 1e-5", "eps: float = 2e-5")
     assert edited != original
