@@ -95,7 +95,6 @@ class HiddenLayer(Layer):
         self._threshold = min(round(self.p * 65536), 65535)
         self._keep_scale = 65536.0 / (65536 - self._threshold)
         self.input_grad = input_grad
-        self.internal = False
         self._work: dict[str, np.ndarray] = {}
         self._cache: tuple | None = None
 

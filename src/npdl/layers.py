@@ -75,6 +75,11 @@ def random_bits(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 class Layer:
     """Base class of the gradient contract (see the module docstring)."""
 
+    #: Set by the network that holds the layer: its inputs, outputs and gradients are
+    #: the network's own, so the layer may return the same buffer from every call and
+    #: overwrite the gradient it is given. Standalone (False), results are fresh arrays.
+    internal = False
+
     def __init__(self):
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
@@ -111,8 +116,6 @@ class Affine(Layer):
             )
         self.params = {"W": weight, "b": bias}
         self.input_grad = input_grad
-        #: Set by the network: ``backward`` may return the same buffer every call.
-        self.internal = False
         self._init_grads()
         self._x = None
         self._dx = None

@@ -215,7 +215,9 @@ class ClassificationNet:
             weight = self._initial_weight(fan_in, fan_out)
             bias = np.zeros(fan_out, dtype=self.dtype)
             self._weights_per_sample += fan_in * fan_out
-            if not last and type(self.activation) is Relu:
+            if last:
+                self._add(Affine(weight, bias, input_grad=i > 1), i)
+            elif type(self.activation) is Relu:
                 # The common case, in the fewest passes (npdl.hidden_layer).
                 hidden = HiddenLayer(
                     weight, bias, self.batch_norm, self.dropout, self.rng, input_grad=i > 1
@@ -223,7 +225,6 @@ class ClassificationNet:
                 self._add(hidden, i)
             else:
                 self._add(Affine(weight, bias, input_grad=i > 1), i)
-            if not last and type(self.activation) is not Relu:
                 if self.batch_norm:
                     self._add(BatchNorm(fan_out, dtype=self.dtype), i)
                 self.layers.append(ActivationLayer(self.activation))

@@ -23,8 +23,8 @@ from threadpoolctl import threadpool_info, threadpool_limits
 #: Elements per block of an element-wise update: five float32 blocks (parameter,
 #: gradient, two moments, scratch) take 2.5 MiB, which the passes after the first read
 #: from the L3 cache (32 MiB here). Smaller blocks fit L2 but cost more Python calls
-#: than they save: 1 << 17 was fastest in-step on both benchmark nets (1 << 15 to 1 << 18
-#: measured, benchmarks/profile_step.py).
+#: than they save: 1 << 17 was fastest in training steps of both benchmark nets
+#: (1 << 15 to 1 << 18 measured, paired, through Solver).
 BLOCK_ELEMENTS = 1 << 17
 
 _num_threads: int | None = None
