@@ -95,6 +95,10 @@ def test_standalone_layer_returns_fresh_arrays_and_keeps_dout():
     dx = layer.backward(dout)
     np.testing.assert_array_equal(dout, before)
     assert dx.shape == (5, 6)
+    fresh = HiddenLayer(rng.standard_normal((6, 8)), np.zeros(8), rng=0)
+    fresh.forward(rng.standard_normal((5, 6)), training=False)  # keeps no cache
+    with pytest.raises(RuntimeError, match="forward pass in training mode"):
+        fresh.backward(dout)
 
 
 def test_network_buffers_are_reused_but_logits_are_fresh():

@@ -198,6 +198,8 @@ class HiddenLayer(Layer):
         ``dz = s * gamma * inv_std * (u - sum(u) / N - z_c * inv_std**2 * sum(u * z_c) / N)``;
         without batch norm the mask holds ``s``, ``dz = u`` and ``db = sum(dz)``.
         """
+        if self._cache is None:
+            raise RuntimeError("HiddenLayer.backward needs a forward pass in training mode first")
         x, _h, mask, z_centred, inv_std = self._cache
         dz = dout if self.internal else np.array(dout, copy=True)
         dz *= mask

@@ -90,11 +90,9 @@ def crop_batch(
         ]
     # Start of every output row in the flat padded array; each row is a run of
     # size_w * C values there.
-    rows = np.arange(size_h)
-    row_index = (np.arange(count)[:, None] * padded_shape[1] + top[:, None] + rows) * padded_shape[
-        2
-    ]
-    starts = (row_index + left[:, None]) * channels
+    padded_rows, padded_columns = padded_shape[1], padded_shape[2]
+    rows = np.arange(count)[:, None] * padded_rows + top[:, None] + np.arange(size_h)
+    starts = (rows * padded_columns + left[:, None]) * channels
     runs = sliding_window_view(padded.reshape(-1), size_w * channels)
     return runs[starts.reshape(-1)].reshape(count, size_h, size_w, channels)
 
