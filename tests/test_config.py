@@ -88,6 +88,11 @@ def test_experiment_course_baseline_composes():
         (["tune.launcher_settings={partition: cpu}"], "expected null for tune.launcher=basic"),
         (["tune.keep_sweeps=0"], "tune.keep_sweeps=0 is not allowed: expected >= 1"),
         (["paths.run_store_max_gb=0"], "paths.run_store_max_gb=0.0 is not allowed"),
+        (["model.input_pca=0"], "model.input_pca=0 is not allowed: expected null (the whole"),
+        (
+            ["model.input_pca=800", "normalize=standardize"],
+            "model.input_pca=800 is not allowed: expected null with normalize.method=standardize",
+        ),
     ],
 )
 def test_impossible_configs_are_refused_naming_the_key(overrides, message):

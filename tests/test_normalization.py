@@ -159,6 +159,7 @@ def test_zca_is_written_with_its_whitened_splits_and_read_back(tmp_path):
     record = write_normalization(folder, "zca", preprocessing, whitened, zca_eps=0.1)
 
     assert sorted(path.name for path in folder.iterdir()) == [
+        "pca_components.npy",
         "stats.json",
         "train_images.npy",
         "val_images.npy",
@@ -245,7 +246,13 @@ def test_the_normalize_stage_writes_the_format_read_normalization_reads(tmp_path
     np.testing.assert_array_equal(read.preprocessing["mean"], stats["mean"])
     files = sorted(path.name for path in (tmp_path / "normalized").iterdir())
     if method == "zca":
-        assert files == ["stats.json", "train_images.npy", "val_images.npy", "zca.npz"]
+        assert files == [
+            "pca_components.npy",
+            "stats.json",
+            "train_images.npy",
+            "val_images.npy",
+            "zca.npz",
+        ]
         stored = np.load(tmp_path / "normalized" / "val_images.npy")
         np.testing.assert_array_equal(stored, whiten(data.images["val"], read.preprocessing))
     else:

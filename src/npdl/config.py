@@ -99,6 +99,9 @@ class ModelConfig:
     dropout: float = 0.2
     batch_norm: bool = True
     reg: float = 0.0
+    #: Feed the network the whitened input's top K principal components (a fixed first
+    #: layer, npdl.layers.Projection) instead of all D = 3072 values; zca only.
+    input_pca: int | None = None
 
 
 @dataclass
@@ -347,6 +350,19 @@ def validate_config(cfg: PipelineConfig) -> PipelineConfig:
     _check(model.std > 0, "model.std", model.std, "> 0")
     _check(0 <= model.dropout < 1, "model.dropout", model.dropout, "a probability in [0, 1)")
     _check(model.reg >= 0, "model.reg", model.reg, ">= 0")
+    _check(
+        model.input_pca is None or model.input_pca >= 1,
+        "model.input_pca",
+        model.input_pca,
+        "null (the whole input) or a number of principal components >= 1",
+    )
+    _check(
+        model.input_pca is None or cfg.normalize.method == "zca",
+        "model.input_pca",
+        model.input_pca,
+        f"null with normalize.method={cfg.normalize.method} (principal components come "
+        "with normalize.method=zca)",
+    )
     _one_of("optimizer.name", opt.name, sorted(OPTIMIZERS))
     _check(
         type(opt) is OPTIMIZER_CONFIGS[opt.name],

@@ -278,3 +278,41 @@ class BatchNorm(Layer):
         dx -= dbeta / n
         dx *= self.params["gamma"] * inv_std
         return dx
+
+
+class Projection(Layer):
+    """A fixed linear map ``x @ P``, learning nothing: e.g. onto the top principal
+    components of the input, so the first trainable layer is narrower.
+
+    ``P`` is a buffer (saved with the model, never updated by an optimizer).
+
+    Parameters
+    ----------
+    matrix : ndarray, shape (D, K)
+        The projection (the layer keeps this array; it is not copied).
+    input_grad : bool
+        Whether ``backward`` computes the gradient w.r.t. the input; a network's first
+        layer does not need it.
+    """
+
+    def __init__(self, matrix: np.ndarray, input_grad: bool = True):
+        super().__init__()
+        if matrix.ndim != 2:
+            raise ValueError(f"Projection needs a (D, K) matrix, got shape {matrix.shape}")
+        self.buffers = {"P": matrix}
+        self.input_grad = input_grad
+        self._out = None
+
+    def forward(self, x, training: bool = True):
+        """``x``: (N, D) -> (N, K)."""
+        matrix = self.buffers["P"]
+        if not self.internal:
+            return x @ matrix
+        shape = (x.shape[0], matrix.shape[1])
+        if self._out is None or self._out.shape != shape or self._out.dtype != x.dtype:
+            self._out = np.empty(shape, dtype=np.result_type(x, matrix))
+        return np.matmul(x, matrix, out=self._out)
+
+    def backward(self, dout):
+        """``dout``: (N, K) -> ``dx`` (N, D), or None without ``input_grad``."""
+        return dout @ self.buffers["P"].T if self.input_grad else None

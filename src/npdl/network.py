@@ -20,7 +20,7 @@ from . import __version__
 from .activations import Activation, Relu, Sigmoid, make_activation
 from .hidden_layer import HiddenLayer
 from .io import load_npz, save_npz
-from .layers import ActivationLayer, Affine, BatchNorm, Dropout, Layer
+from .layers import ActivationLayer, Affine, BatchNorm, Dropout, Layer, Projection
 
 #: Version of the model file layout; bumped on incompatible changes.
 MODEL_FORMAT = 1
@@ -108,6 +108,11 @@ class ClassificationNet:
         Source of initial weights and dropout masks.
     model_name : str
         Used by :meth:`save_model` for the default file name.
+    input_projection : ndarray (input_size, K), int K or None
+        A fixed first layer ``x @ P`` (:class:`~npdl.layers.Projection`, saved with
+        the model as the buffer ``P0``): e.g. the input's top K principal components,
+        so the first trainable layer takes K features instead of ``input_size``. An
+        int makes a zero placeholder, to be filled by :meth:`load_state_dict`.
     **kwargs
         Ignored, so a search config can be passed to both model and Solver, as the
         course's search helpers do.
@@ -141,6 +146,7 @@ class ClassificationNet:
         dtype=np.float32,
         rng=None,
         model_name: str = "cifar10_classification_net",
+        input_projection=None,
         **kwargs,
     ):
         if isinstance(activation, str):
@@ -180,6 +186,7 @@ class ClassificationNet:
         self.dtype = np.dtype(dtype)
         self.rng = np.random.default_rng(rng)
         self.model_name = model_name
+        self._projection = self._projection_matrix(input_projection)
         self.training = True
         #: Per weight matrix, ``reg * sum(W**2)`` of the last forward pass (course API).
         self.reg: dict[str, float] = {}
@@ -193,6 +200,24 @@ class ClassificationNet:
         self.reset_weights()
 
     # -- construction -------------------------------------------------------------
+    def _projection_matrix(self, projection) -> np.ndarray | None:
+        if projection is None:
+            return None
+        if isinstance(projection, int | np.integer):
+            if not 1 <= projection <= self.input_size:
+                raise ValueError(
+                    f"input_projection={projection} must be between 1 and input_size="
+                    f"{self.input_size}"
+                )
+            return np.zeros((self.input_size, int(projection)), dtype=self.dtype)
+        matrix = np.asarray(projection)
+        if matrix.ndim != 2 or matrix.shape[0] != self.input_size:
+            raise ValueError(
+                f"input_projection must have shape (input_size={self.input_size}, K), "
+                f"got {matrix.shape}"
+            )
+        return np.array(matrix, dtype=self.dtype)
+
     def _initial_weight(self, fan_in: int, fan_out: int) -> np.ndarray:
         scale = {
             "std": self.std,
@@ -209,6 +234,10 @@ class ClassificationNet:
         fan_in = self.input_size
         pieces = self.activation.pieces
         self._weights_per_sample = 0
+        if self._projection is not None:
+            self._add(Projection(self._projection, input_grad=False), 0)
+            fan_in = self._projection.shape[1]
+            self._weights_per_sample += self._projection.size
         for i, width in enumerate([*self.hidden_sizes, self.num_classes], start=1):
             last = i == self.num_layer
             fan_out = width if last else width * pieces
@@ -369,6 +398,7 @@ class ClassificationNet:
             "dropout": self.dropout,
             "batch_norm": self.batch_norm,
             "dtype": self.dtype.name,
+            "input_projection": None if self._projection is None else self._projection.shape[1],
         }
 
     def save_model(self, path: str | os.PathLike | None = None) -> Path:

@@ -19,6 +19,8 @@ This module owns the normalize stage's folder (``data/normalized/``); write it w
 
     stats.json        method, mean, std (float32 values), data_hash, zca_eps (zca)
     zca.npz           zca_mean float32 (D,), zca_matrix float32 (D, D)      (zca only)
+    pca_components.npy  float32 (D, D): the covariance's eigenvectors as columns, by
+                      decreasing variance; the basis ZCA whitens in (zca only)
     train_images.npy  whitened float16 (N_train, H, W, 3)                   (zca only)
     val_images.npy    whitened float16 (N_val, H, W, 3)                     (zca only)
 """
@@ -155,7 +157,11 @@ def fit_zca(
 
     Returns
     -------
-    dict with ``zca_mean`` float32 (D,) and ``zca_matrix`` float32 (D, D), D = H*W*3
+    dict with ``zca_mean`` float32 (D,), ``zca_matrix`` float32 (D, D), D = H*W*3, and
+    ``pca_components`` float32 (D, D): ``U``'s columns by decreasing ``lambda``. A
+    whitened image projected onto the first K of them, ``whiten(x) @ U[:, :K]``, is
+    ``(x - mean) @ U[:, :K] / sqrt(lambda[:K] + eps)``: its top K principal
+    components, PCA-whitened (what ``model.input_pca`` feeds the network).
     """
     if eps <= 0:
         raise ValueError(f"ZCA eps must be > 0, got {eps!r}")
@@ -173,7 +179,11 @@ def fit_zca(
     eigenvalues, eigenvectors = np.linalg.eigh(covariance)
     scale = 1.0 / np.sqrt(np.maximum(eigenvalues, 0.0) + eps)
     matrix = (eigenvectors * scale) @ eigenvectors.T
-    return {"zca_mean": mean.astype(np.float32), "zca_matrix": matrix.astype(np.float32)}
+    return {
+        "zca_mean": mean.astype(np.float32),
+        "zca_matrix": matrix.astype(np.float32),
+        "pca_components": np.ascontiguousarray(eigenvectors[:, ::-1], dtype=np.float32),
+    }
 
 
 def whiten(images: np.ndarray, preprocessing: dict[str, np.ndarray]) -> np.ndarray:
@@ -225,6 +235,24 @@ class Normalization:
     whitened: bool
     folder: Path
 
+    def pca_components(self) -> np.ndarray:
+        """float32 (D, D), memory-mapped: the principal directions of the train split
+        as columns, by decreasing variance (see :func:`fit_zca`).
+
+        Raises
+        ------
+        ValueError
+            The folder holds none: not the zca method, or written by an older version.
+        """
+        path = self.folder / "pca_components.npy"
+        if self.method != "zca" or not path.is_file():
+            raise ValueError(
+                f"{self.folder} holds no principal components ({path.name}): they come "
+                "with normalize.method=zca; run the normalize stage again "
+                "(`dvc repro normalize`)"
+            )
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+
 
 def write_normalization(
     folder: str | os.PathLike,
@@ -246,7 +274,8 @@ def write_normalization(
         ``mean`` and ``std`` (3,) from :func:`fit_standardization`, plus ``zca_mean``
         (D,) and ``zca_matrix`` (D, D) from :func:`fit_zca` for ``zca``. ``mean`` and
         ``std`` are stored in ``stats.json`` as float32 values, the ZCA arrays in
-        ``zca.npz`` as given.
+        ``zca.npz`` as given, and ``pca_components`` (D, D), when given, in
+        ``pca_components.npy``.
     whitened : mapping of mode to numpy.ndarray, optional
         zca only: the splits whitened by :func:`whiten`, float16 (N, H, W, 3), each
         written to ``<mode>_images.npy`` (the stage writes ``train`` and ``val``).
@@ -298,6 +327,9 @@ def write_normalization(
     with atomic_folder(folder) as staging:
         if method == "zca":
             save_npz(staging / "zca.npz", {key: preprocessing[key] for key in _ZCA_KEYS})
+            if "pca_components" in preprocessing:
+                components = np.asarray(preprocessing["pca_components"], dtype=np.float32)
+                np.save(staging / "pca_components.npy", components)
             for mode, images in whitened.items():
                 np.save(staging / f"{mode}_images.npy", images)
         save_json(staging / "stats.json", record)

@@ -24,9 +24,31 @@ from ..solver import Solver
 
 
 def build_model(
-    model: ModelConfig, input_size: int, num_classes: int, rng: np.random.Generator
+    model: ModelConfig,
+    input_size: int,
+    num_classes: int,
+    rng: np.random.Generator,
+    pca_components: np.ndarray | None = None,
 ) -> ClassificationNet:
-    """A fresh network for ``model``'s architecture."""
+    """A fresh network for ``model``'s architecture.
+
+    ``pca_components`` (input_size, D') holds the input's principal directions by
+    decreasing variance; ``model.input_pca`` = K takes the first K as a fixed first layer.
+    """
+    projection = None
+    if model.input_pca is not None:
+        if pca_components is None:
+            raise ValueError(
+                f"model.input_pca={model.input_pca} needs the principal components the "
+                "normalize stage writes with normalize.method=zca (data/normalized/"
+                "pca_components.npy); run it again (`dvc repro normalize`)"
+            )
+        if not model.input_pca <= min(pca_components.shape[1], input_size):
+            raise ValueError(
+                f"model.input_pca={model.input_pca} must be at most the input's "
+                f"{input_size} features"
+            )
+        projection = np.ascontiguousarray(pca_components[:, : model.input_pca])
     return ClassificationNet(
         activation=make_activation(model.activation, **model.activation_kwargs),
         num_layer=len(model.hidden_size) + 1,
@@ -39,6 +61,7 @@ def build_model(
         dropout=model.dropout,
         batch_norm=model.batch_norm,
         rng=rng,
+        input_projection=projection,
     )
 
 
@@ -153,15 +176,17 @@ def build_training(
     callbacks: Iterable[Callable] = (),
     verbose: bool = True,
     whitened: bool = False,
+    pca_components: np.ndarray | None = None,
 ) -> TrainingRun:
     """Model, loaders and solver as configured, all seeded from ``cfg.solver.seed``.
 
     ``train`` and ``val`` are (images (N, H, W, 3), int64 labels (N,)): uint8, or
-    whitened float16 when ``whitened`` (see :mod:`npdl.data.normalization`).
+    whitened float16 when ``whitened`` (see :mod:`npdl.data.normalization`);
+    ``pca_components`` (D, D) for ``model.input_pca`` (:func:`build_model`).
     """
     init_rng, augment_rng, shuffle_rng = np.random.default_rng(cfg.solver.seed).spawn(3)
     input_size = int(np.prod(train[0].shape[1:]))
-    model = build_model(cfg.model, input_size, len(classes), init_rng)
+    model = build_model(cfg.model, input_size, len(classes), init_rng, pca_components)
     model.class_names = list(classes)
     model.image_shape = tuple(int(n) for n in train[0].shape[1:])
     model.preprocessing = dict(preprocessing)

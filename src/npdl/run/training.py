@@ -74,6 +74,9 @@ class RunData:
         The prepared dataset's content hash (its manifest's).
     whitened : bool
         ``train``/``val`` images are ZCA-whitened float16 rather than raw uint8.
+    pca_components : numpy.ndarray or None
+        float32 (D, D), memory-mapped: the train split's principal directions by
+        decreasing variance (zca only), for ``model.input_pca``.
     """
 
     train: tuple[np.ndarray, np.ndarray]
@@ -83,6 +86,7 @@ class RunData:
     data_hash: str
     content_hash: str = ""
     whitened: bool = False
+    pca_components: np.ndarray | None = None
 
 
 def load_run_data(
@@ -120,6 +124,7 @@ def load_run_data(
     _, val_labels = load_split(folder / "prepared", "val", mmap=True)
     # The prepared train split is in round-robin class order: a prefix is balanced.
     keep = max(len(manifest["classes"]), round(len(train_labels) * train_fraction))
+    has_components = fitted.whitened and (fitted.folder / "pca_components.npy").is_file()
     return RunData(
         train=(train_images[:keep], train_labels[:keep]),
         val=(val_images, val_labels),
@@ -128,6 +133,7 @@ def load_run_data(
         data_hash=stable_hash([manifest["content_hash"], keep, fitted.record]),
         content_hash=manifest["content_hash"],
         whitened=fitted.whitened,
+        pca_components=fitted.pca_components() if has_components else None,
     )
 
 
@@ -229,6 +235,7 @@ def _train_or_take(
             callbacks=list(callbacks),
             verbose=verbose,
             whitened=data.whitened,
+            pca_components=data.pca_components,
         )
         resumed_from = _resume(run, store, lineage, epochs)
         if store is not None:
