@@ -1,5 +1,6 @@
 """evaluate: score the trained model on the test split -> ``metrics/evaluate.json``
-(accuracy, loss, per-class accuracy) and ``metrics/confusion.csv``; or on any
+(accuracy, loss, per-class accuracy; plus ``val_accuracy``, the val split scored the
+same way, to compare with test) and ``metrics/confusion.csv``; or on any
 labelled folder/archive: ``evaluate.source=PATH evaluate.metrics_path=OUT.json``."""
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from npdl.network import load_model
 def run(cfg: PipelineConfig) -> dict:
     model_path = cfg.evaluate.model_path or project_path(cfg.paths.models) / "model.npz"
     model = load_model(model_path)
+    val = None
     if cfg.evaluate.source is None:
         prepared = project_path(cfg.paths.data) / "prepared"
         load_manifest(prepared)
         images, labels = load_split(prepared, "test")
+        val = load_split(prepared, "val")
     else:
         if model.image_shape is None:
             raise ValueError(f"{model_path} records no image size: retrain it with this npdl")
@@ -31,6 +34,10 @@ def run(cfg: PipelineConfig) -> dict:
         labels = relabel(source.labels, source.classes, model.class_names)
     logits = predict_logits(model, images, cfg.evaluate.batch_size, cfg.evaluate.tta_flip)
     metrics = classification_metrics(logits, labels, model.class_names)
+    if val is not None:
+        val_logits = predict_logits(model, val[0], cfg.evaluate.batch_size, cfg.evaluate.tta_flip)
+        on_val = classification_metrics(val_logits, val[1], model.class_names)
+        metrics["val_accuracy"], metrics["val_n"] = on_val["accuracy"], on_val["n"]
     predictions = logits.argmax(axis=1)
     if cfg.evaluate.metrics_path is not None:
         save_json(Path(cfg.evaluate.metrics_path), metrics)

@@ -2,7 +2,8 @@
 
 ``standardize``: per-channel mean/std (``stats.json``); images stay uint8 and are
 standardised per batch when it is formed (4x less memory than float32 copies).
-``zca``: also the ZCA whitening (``zca.npz``) and the train/val splits whitened once,
+``zca``: also the ZCA whitening (``zca.npz``), the basis it whitens in
+(``pca_components.npy``, for ``model.input_pca``) and the train/val splits whitened once,
 as float16 (``train_images.npy``, ``val_images.npy``): whitening per batch would cost
 as much as a wide first layer. The folder's format is :mod:`npdl.data.normalization`'s."""
 

@@ -57,6 +57,12 @@ def test_defaults_validate_and_top_level_lr_reg_flow_into_groups():
     assert dataclasses.is_dataclass(cfg)
 
 
+def test_experiment_fast_composes_a_narrower_projected_net_without_search():
+    cfg = to_pipeline_config(composed(["+experiment=fast"]))
+    assert cfg.model.input_pca == 800 and cfg.model.hidden_size == [1024, 512]
+    assert not cfg.tune.enabled and cfg.normalize.method == "zca"
+
+
 def test_experiment_course_baseline_composes():
     cfg = to_pipeline_config(composed(["+experiment=course_baseline"]))
     assert cfg.model.activation == "sigmoid" and cfg.model.hidden_size == [100]
@@ -89,6 +95,7 @@ def test_experiment_course_baseline_composes():
         (["tune.keep_sweeps=0"], "tune.keep_sweeps=0 is not allowed: expected >= 1"),
         (["paths.run_store_max_gb=0"], "paths.run_store_max_gb=0.0 is not allowed"),
         (["model.input_pca=0"], "model.input_pca=0 is not allowed: expected null (the whole"),
+        (["model.input_pca=4000"], "model.input_pca=4000 is not allowed: expected at most the"),
         (
             ["model.input_pca=800", "normalize=standardize"],
             "model.input_pca=800 is not allowed: expected null with normalize.method=standardize",

@@ -57,6 +57,7 @@ def test_repro_runs_every_stage_and_writes_every_output(project):
     )
     assert 0.1 < train["val_acc"] <= 1 and train["epochs"] == 2
     assert evaluate["n"] == 60 and set(evaluate["per_class_accuracy"]) == set(manifest["classes"])
+    assert evaluate["val_n"] == manifest["counts"]["val"] and 0 <= evaluate["val_accuracy"] <= 1
     history = (repo / "metrics/train_history.csv").read_text().splitlines()
     assert history[0] == "epoch,train_loss,train_acc,val_loss,val_acc,lr" and len(history) == 3
     assert len((repo / "metrics/confusion.csv").read_text().splitlines()) == 61

@@ -135,3 +135,20 @@ def test_build_model_takes_the_top_components_or_says_what_is_missing():
         build_model(config, 48, 10, np.random.default_rng(0), None)
     with pytest.raises(ValueError, match=r"model\.input_pca=60 must be at most the input's 48"):
         build_model(ModelConfig(input_pca=60), 48, 10, np.random.default_rng(0), components)
+
+
+def test_an_evaluation_between_forward_and_backward_leaves_the_gradients_alone():
+    projected, _, _ = projected_pair()
+    loss = CrossEntropyFromLogits()
+    rng = np.random.default_rng(6)
+    x, y = rng.standard_normal((8, 20)), np.arange(8) % 4
+    expected = {
+        k: v.copy() for k, v in projected.backward(loss.backward(projected.forward(x), y)).items()
+    }
+    dy = loss.backward(projected.forward(x), y)
+    projected.eval()
+    projected.forward(rng.standard_normal((30, 20)))
+    projected.train()
+    grads = projected.backward(dy)
+    for name, value in expected.items():
+        np.testing.assert_allclose(grads[name], value, rtol=1e-12, err_msg=name)

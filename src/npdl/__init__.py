@@ -43,6 +43,7 @@ from .layers import (
     BatchNorm,
     Dropout,
     Layer,
+    Projection,
     affine_backward,
     affine_forward,
 )
@@ -96,6 +97,7 @@ __all__ = [
     "MyOwnNetwork",
     "NormalizeTransform",
     "Optimizer",
+    "Projection",
     "RandomCrop",
     "RandomFlipCrop",
     "RandomHorizontalFlip",

@@ -101,7 +101,7 @@ class ModelConfig:
     reg: float = 0.0
     #: Feed the network the whitened input's top K principal components (a fixed first
     #: layer, npdl.layers.Projection) instead of all D = 3072 values; zca only.
-    input_pca: int | None = None
+    input_pca: Optional[int] = None
 
 
 @dataclass
@@ -355,6 +355,13 @@ def validate_config(cfg: PipelineConfig) -> PipelineConfig:
         "model.input_pca",
         model.input_pca,
         "null (the whole input) or a number of principal components >= 1",
+    )
+    features = 3 * cfg.data.image_size**2
+    _check(
+        model.input_pca is None or model.input_pca <= features,
+        "model.input_pca",
+        model.input_pca,
+        f"at most the input's {features} values (3 x data.image_size^2)",
     )
     _check(
         model.input_pca is None or cfg.normalize.method == "zca",

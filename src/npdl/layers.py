@@ -301,17 +301,19 @@ class Projection(Layer):
             raise ValueError(f"Projection needs a (D, K) matrix, got shape {matrix.shape}")
         self.buffers = {"P": matrix}
         self.input_grad = input_grad
-        self._out = None
+        self._out = {}  # per mode: an evaluation between a training forward and its
+        # backward leaves the output the next layer cached alone
 
     def forward(self, x, training: bool = True):
         """``x``: (N, D) -> (N, K)."""
         matrix = self.buffers["P"]
         if not self.internal:
             return x @ matrix
-        shape = (x.shape[0], matrix.shape[1])
-        if self._out is None or self._out.shape != shape or self._out.dtype != x.dtype:
-            self._out = np.empty(shape, dtype=np.result_type(x, matrix))
-        return np.matmul(x, matrix, out=self._out)
+        shape, dtype = (x.shape[0], matrix.shape[1]), np.result_type(x, matrix)
+        out = self._out.get(training)
+        if out is None or out.shape != shape or out.dtype != dtype:
+            out = self._out[training] = np.empty(shape, dtype=dtype)
+        return np.matmul(x, matrix, out=out)
 
     def backward(self, dout):
         """``dout``: (N, K) -> ``dx`` (N, D), or None without ``input_grad``."""

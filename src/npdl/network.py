@@ -125,7 +125,7 @@ class ClassificationNet:
     reg : dict of str -> float
         ``reg * sum(W**2)`` per weight matrix of the last forward pass.
     num_operation : int
-        Multiply-adds of the affine layers in the last forward pass (``N`` times the
+        Multiply-adds of the affine layers (and the input projection) in the last forward pass (``N`` times the
         weights' sizes), which the course's ``Solver`` adds up.
 
     Calling the model, ``model(X)``, is ``model.forward(X)``.

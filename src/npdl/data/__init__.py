@@ -22,7 +22,8 @@ One module per concept:
 - :mod:`~npdl.data.transforms`: batch-wise transforms, and the pipeline's transforms
   built from fitted statistics.
 - :mod:`~npdl.data.normalization`: image statistics, standardisation and ZCA; the
-  normalize stage's folder (``stats.json``, ``zca.npz``, whitened splits).
+  normalize stage's folder (``stats.json``, ``zca.npz``, ``pca_components.npy``,
+  whitened splits).
 - :mod:`~npdl.data.prepared`: the prepare-split stage's folder of decoded splits.
 """
 

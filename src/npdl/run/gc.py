@@ -419,6 +419,7 @@ def config_summary(training: dict | None) -> str:
         return "-"
     model, opt, solver = training["model"], training["optimizer"], training["solver"]
     net = f"{model['hidden_size']} {model['activation']}" + (" bn" if model["batch_norm"] else "")
+    net = (f"pca{model['input_pca']}-" if model.get("input_pca") else "") + net
     net += f" dropout={model['dropout']:g}" + (f" reg={model['reg']:g}" if model["reg"] else "")
     optimizer = f"{opt['name']} lr={opt['lr']:g} wd={opt.get('weight_decay', 0):g}"
     loop = f"bs={solver['batch_size']} {solver['schedule']}"
