@@ -32,10 +32,11 @@ def run(cfg: PipelineConfig) -> dict:
         source = open_image_source(cfg.evaluate.source)
         images = source.read_images(size=model.image_shape[:2])
         labels = relabel(source.labels, source.classes, model.class_names)
-    logits = predict_logits(model, images, cfg.evaluate.batch_size, cfg.evaluate.tta_flip)
+    tta = cfg.evaluate.batch_size, cfg.evaluate.tta_flip, cfg.evaluate.tta_shift
+    logits = predict_logits(model, images, *tta)
     metrics = classification_metrics(logits, labels, model.class_names)
     if val is not None:
-        val_logits = predict_logits(model, val[0], cfg.evaluate.batch_size, cfg.evaluate.tta_flip)
+        val_logits = predict_logits(model, val[0], *tta)
         on_val = classification_metrics(val_logits, val[1], model.class_names)
         metrics["val_accuracy"], metrics["val_n"] = on_val["accuracy"], on_val["n"]
     predictions = logits.argmax(axis=1)

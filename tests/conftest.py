@@ -284,9 +284,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SMALL_PROJECT = [
     ("conf/data/cifar10.yaml", "limit_files: null", "limit_files: 600"),
     ("conf/data/cifar10.yaml", "image_size: 32", "image_size: 16"),
-    ("conf/solver/default.yaml", "epochs: 100", "epochs: 2"),
+    ("conf/solver/default.yaml", "epochs: 140", "epochs: 2"),
     ("conf/solver/default.yaml", "batch_size: 256", "batch_size: 64"),
-    ("conf/model/mlp.yaml", "hidden_size: [1024, 512]", "hidden_size: [64]"),
+    ("conf/model/mlp.yaml", "hidden_size: [2048, 1024, 512]", "hidden_size: [64]"),
+    ("conf/model/mlp.yaml", "input_pca: 800", "input_pca: 100"),
     ("conf/tune/halving.yaml", "n_trials: 12", "n_trials: 3"),
     ("conf/tune/halving.yaml", "epochs: 8", "epochs: 2"),
     ("conf/tune/halving.yaml", "min_epochs: 2", "min_epochs: 1"),

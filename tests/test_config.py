@@ -94,6 +94,7 @@ def test_experiment_course_baseline_composes():
         (["tune.launcher_settings={partition: cpu}"], "expected null for tune.launcher=basic"),
         (["tune.keep_sweeps=0"], "tune.keep_sweeps=0 is not allowed: expected >= 1"),
         (["paths.run_store_max_gb=0"], "paths.run_store_max_gb=0.0 is not allowed"),
+        (["evaluate.tta_shift=32"], "evaluate.tta_shift=32 is not allowed: expected a number"),
         (["model.input_pca=0"], "model.input_pca=0 is not allowed: expected null (the whole"),
         (["model.input_pca=4000"], "model.input_pca=4000 is not allowed: expected at most the"),
         (

@@ -225,6 +225,7 @@ class EvaluateConfig:
     model_path: Optional[str] = None
     batch_size: int = 1000
     tta_flip: bool = True
+    tta_shift: int = 2
 
 
 @dataclass
@@ -349,6 +350,12 @@ def validate_config(cfg: PipelineConfig) -> PipelineConfig:
     _one_of("model.init", model.init, INIT_SCHEMES)
     _check(model.std > 0, "model.std", model.std, "> 0")
     _check(0 <= model.dropout < 1, "model.dropout", model.dropout, "a probability in [0, 1)")
+    _check(
+        0 <= cfg.evaluate.tta_shift < cfg.data.image_size,
+        "evaluate.tta_shift",
+        cfg.evaluate.tta_shift,
+        f"a number of pixels >= 0 (0 = off) and below data.image_size={cfg.data.image_size}",
+    )
     _check(model.reg >= 0, "model.reg", model.reg, ">= 0")
     _check(
         model.input_pca is None or model.input_pca >= 1,
