@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import gc
 import hashlib
 import logging
 import time
@@ -194,15 +195,23 @@ def run_training(
         ``model_path`` (stored model file or None), ``model`` (with ``keep_model``).
     """
     lineage = lineage_of(cfg, data.data_hash)
-    if store is None:
-        return _train_or_take(cfg, data, None, lineage, callbacks, verbose, fail_fast, keep_model)
-    with store.holding(lineage):
-        result = _train_or_take(
-            cfg, data, store, lineage, callbacks, verbose, fail_fast, keep_model, store_model
-        )
-        if model_out is not None and result["model_path"] is not None:
-            link_or_copy(result["model_path"], model_out)
-    return result
+    try:
+        if store is None:
+            return _train_or_take(
+                cfg, data, None, lineage, callbacks, verbose, fail_fast, keep_model
+            )
+        with store.holding(lineage):
+            result = _train_or_take(
+                cfg, data, store, lineage, callbacks, verbose, fail_fast, keep_model, store_model
+            )
+            if model_out is not None and result["model_path"] is not None:
+                link_or_copy(result["model_path"], model_out)
+        return result
+    finally:
+        # A run is a reference cycle (solver -> checkpoint callback -> run) holding the
+        # model, optimizer state and loaders: freed now, not at some later collection,
+        # so a search's trials in one process never hold several runs' memory at once.
+        gc.collect()
 
 
 def _train_or_take(
