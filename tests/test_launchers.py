@@ -272,6 +272,7 @@ def test_the_private_ray_refuses_a_client_with_another_token(tmp_path):
 # The tune stage itself (what `dvc repro` runs) on each launcher: tune.launcher.
 TUNE_STAGE = [
     "normalize.method=standardize",  # the fixture's data is standardised
+    "model.input_pca=null",  # principal components come with zca
     "model.batch_norm=false",
     "solver.hflip=false",
     "solver.crop_padding=0",

@@ -121,6 +121,7 @@ def train_command(data: Path, cache: Path, run: Path, epochs: int) -> list[str]:
         "hydra.output_subdir=null",
         "tune.enabled=false",
         "normalize.method=standardize",
+        "model.input_pca=null",  # principal components come with zca
         "model.hidden_size=[256]",
         f"solver.epochs={epochs}",
     ]

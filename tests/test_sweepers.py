@@ -44,6 +44,7 @@ def sweep_args(data_dir, cache, sweep_dir, sweeper, *overrides):
         f"paths.data={data_dir}",
         f"paths.run_store={cache}",
         "normalize.method=standardize",  # the fixture's data is standardised, not whitened
+        "model.input_pca=null",  # principal components come with zca
         # A small plain recipe: these tests are about searching, not accuracy.
         "model.batch_norm=false",
         "model.dropout=0.0",
