@@ -219,6 +219,7 @@ for index in range(12):
     cfg = PipelineConfig()
     cfg.normalize.method = "standardize"
     cfg.model.hidden_size, cfg.model.batch_norm, cfg.model.dropout = [8], False, 0.0
+    cfg.model.input_pca = None
     cfg.solver.epochs, cfg.solver.batch_size = 3, 32
     cfg.optimizer.lr = 1e-3 * (1 + index)
     validate_config(cfg)

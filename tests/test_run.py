@@ -46,6 +46,7 @@ def zca_data(tmp_path):
 def small_config():
     cfg = PipelineConfig()
     cfg.model.hidden_size, cfg.model.dropout, cfg.model.batch_norm = [16], 0.0, False
+    cfg.model.input_pca = None  # the whole (small) input
     cfg.solver.epochs, cfg.solver.batch_size, cfg.optimizer.lr = 10, 32, 3e-3
     return validate_config(cfg)
 

@@ -93,7 +93,7 @@ class ModelConfig:
 
     activation: str = "relu"
     activation_kwargs: dict[str, float] = field(default_factory=dict)
-    hidden_size: list[int] = field(default_factory=lambda: [1024, 512])
+    hidden_size: list[int] = field(default_factory=lambda: [2048, 1024, 512])
     init: str = "he"
     std: float = 1e-3
     dropout: float = 0.2
@@ -101,7 +101,7 @@ class ModelConfig:
     reg: float = 0.0
     #: Feed the network the whitened input's top K principal components (a fixed first
     #: layer, npdl.layers.Projection) instead of all D = 3072 values; zca only.
-    input_pca: Optional[int] = None
+    input_pca: Optional[int] = 800
 
 
 @dataclass
@@ -155,7 +155,7 @@ OPTIMIZER_CONFIGS: dict[str, type[OptimizerConfig]] = {
 class SolverConfig:
     """Training loop: budget, schedule, early stopping, augmentation."""
 
-    epochs: int = 100
+    epochs: int = 140
     batch_size: int = 256
     patience: Optional[int] = None
     monitor: str = "val_acc"
