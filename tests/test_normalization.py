@@ -87,6 +87,27 @@ def test_eps_damps_low_variance_directions():
         fit_zca(images, stats, eps=0)
 
 
+def test_zca_fit_is_the_same_to_the_bit_on_one_and_two_blas_threads():
+    """The basis model.input_pca trains on must not depend on the machine's core count.
+    Random images have small eigen-gaps: a last-bit change of the covariance there turns
+    eigenvectors by up to 0.15 (as a gemm of a transposed copy and a threaded eigensolver
+    did), so this sees any thread-dependent sum."""
+    from threadpoolctl import threadpool_limits
+
+    images = np.random.default_rng(0).integers(0, 256, (700, 16, 16, 3), dtype=np.uint8)
+    stats = fit_standardization(images)
+    fits = []
+    for threads in (1, 2):
+        with threadpool_limits(threads, user_api="blas"):
+            fits.append(fit_zca(images, stats, eps=0.1))
+    for key in fits[0]:
+        assert fits[0][key].tobytes() == fits[1][key].tobytes(), key
+    # The sign rule: each component's largest entry is positive.
+    components = fits[0]["pca_components"]
+    largest = np.abs(components).argmax(axis=0)
+    assert (components[largest, np.arange(components.shape[1])] > 0).all()
+
+
 def test_stored_whitened_split_matches_the_models_raw_transform():
     images = correlated_images(300)
     stats = fit_standardization(images)
@@ -170,7 +191,13 @@ def test_zca_is_written_with_its_whitened_splits_and_read_back(tmp_path):
         "mean": stats["mean"].tolist(),
         "std": stats["std"].tolist(),
         "zca_eps": 0.1,
+        "arrays_sha256": record["arrays_sha256"],
     }
+    # The digest covers every array training reads: another bit is another record.
+    changed = {**whitened, "val": whitened["val"].copy()}
+    changed["val"].flat[0] = np.nextafter(changed["val"].flat[0], np.float16(np.inf))
+    other = write_normalization(tmp_path / "other", "zca", preprocessing, changed, zca_eps=0.1)
+    assert len(record["arrays_sha256"]) == 64 and other["arrays_sha256"] != record["arrays_sha256"]
     for mode, expected in whitened.items():
         stored = np.load(folder / f"{mode}_images.npy", allow_pickle=False)
         assert stored.dtype == np.float16
@@ -238,7 +265,7 @@ def test_the_normalize_stage_writes_the_format_read_normalization_reads(tmp_path
     assert read.record == returned
     assert read.method == method and read.whitened == (method == "zca")
     expected_keys = {"method", "data_hash", "mean", "std"} | (
-        {"zca_eps"} if method == "zca" else set()
+        {"zca_eps", "arrays_sha256"} if method == "zca" else set()
     )
     assert set(read.record) == expected_keys
     assert read.record["data_hash"] == manifest["content_hash"]

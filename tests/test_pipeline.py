@@ -330,8 +330,9 @@ def test_the_four_ways_of_setting_the_learning_rate_agree(project, tmp_path):
 def test_a_tuned_value_replacing_the_users_says_so(project):
     repo, _ = project
     restore_baseline(repo)
-    result = sh(["dvc", "exp", "run", "-S", "optimizer.lr=0.05"], repo)
-    assert "replaces the configured optimizer.lr=0.05; to keep yours, pin it" in result.stdout
+    # A learning rate that diverges (Adam at 3.0) never wins: the search's winner replaces it.
+    result = sh(["dvc", "exp", "run", "-S", "optimizer.lr=3.0"], repo)
+    assert "replaces the configured optimizer.lr=3.0; to keep yours, pin it" in result.stdout
     assert "tune.pin=[optimizer.lr]" in result.stdout
     restore_baseline(repo)
 
@@ -340,14 +341,26 @@ def test_editing_the_library_retrains_and_reverting_it_hits_the_store_again(proj
     repo, _ = project
     restore_baseline(repo)
     events = project_store(repo) / "events.jsonl"
+    board = repo / "models/tune/leaderboard.csv"
+    keep = ("rank", "overrides", "val_acc", "val_loss", "epochs", "status", "lineage", "budget")
 
     def repro(*flags):
-        before = len(events.read_text().splitlines())
+        before = len(events.read_text().splitlines()) if events.exists() else 0
         sh(["dvc", "repro", *flags], repo)  # the copy's own src/npdl on the path
         new = [json.loads(line) for line in events.read_text().splitlines()[before:]]
-        return new, read_json(repo / "metrics/train.json"), digest(repo / "models/model.npz")
+        ranking = [{k: row[k] for k in keep} for row in csv.DictReader(board.open())]
+        return (
+            new,
+            read_json(repo / "metrics/train.json"),
+            digest(repo / "models/model.npz"),
+            ranking,
+        )
 
     baseline_model = digest(repo / "models/model.npz")
+    # Every stage of the committed project once more, so that the store holds all of
+    # its runs whatever earlier tests removed from it; the same numbers, to the byte.
+    _, _, model, baseline_ranking = repro("--force")
+    assert model == baseline_model
     # The layer the default ReLU network is built of (npdl.hidden_layer).
     layers = repo / "src/npdl/hidden_layer.py"
     original = layers.read_text()
@@ -355,7 +368,7 @@ def test_editing_the_library_retrains_and_reverting_it_hits_the_store_again(proj
     assert edited != original
     layers.write_text(edited)  # one line of a layer: batch norm's epsilon
     try:
-        new, train, model = repro()
+        new, train, model, _ = repro()
         assert train["cache_hit"] is False and model != baseline_model
         assert {e["event"] for e in new} >= {"miss", "store"} and "hit" not in {
             e["event"] for e in new
@@ -363,8 +376,10 @@ def test_editing_the_library_retrains_and_reverting_it_hits_the_store_again(proj
     finally:
         layers.write_text(original)
     # Reverted: DVC reruns the stages (--no-run-cache: not restored from DVC's own
-    # cache), and every trial and the final training are hits of the run store.
-    new, train, model = repro("--no-run-cache")
+    # cache), and every trial and the final training are hits of the run store, with
+    # the same promotions and the same model.
+    new, train, model, ranking = repro("--no-run-cache")
+    assert {e["event"] for e in new} == {"hit"}, new
+    assert ranking == baseline_ranking
     assert train["cache_hit"] is True and model == baseline_model
-    assert {e["event"] for e in new} == {"hit"}
     restore_baseline(repo)

@@ -112,3 +112,85 @@ def test_the_code_hash_sees_any_edit_of_the_library_source(tmp_path):
     assert code_hash.__wrapped__(package) != before
     (package / "layers.py").write_text("SCALE = 1.0\n")
     assert code_hash.__wrapped__(package) == before
+
+
+@pytest.mark.parametrize("with_store", [True, False])
+def test_a_finished_run_is_freed_by_reference_counting(zca_data, tmp_path, with_store):
+    """No reference cycle keeps a run's model, optimizer state and loaders alive after
+    run_training returns: with the garbage collector off, weak references die, and no
+    collection (an explicit ``gc.collect()`` either) runs meanwhile."""
+    import gc
+    import weakref
+
+    data = load_run_data(zca_data)
+    store = RunStore(tmp_path / "cache") if with_store else None
+    cfg = small_config()
+    cfg.solver.epochs, cfg.solver.schedule_epochs = 2, 3  # one lineage: 2 then 3 epochs
+    seen = []
+
+    def watch(solver, stats):  # weak references only: holding the solver keeps it alive
+        if not seen:
+            seen.extend(
+                weakref.ref(item)
+                for item in (solver, solver.model, solver.train_dataloader, solver.opt)
+            )
+        return False
+
+    collections = []
+
+    def count(phase, info):
+        collections.append(phase)
+
+    gc.collect()
+    gc.disable()
+    gc.callbacks.append(count)
+    try:
+        run_training(cfg, data, store, callbacks=[watch])
+        assert len(seen) == 4 and all(ref() is None for ref in seen), [r() for r in seen]
+        if store is not None:  # a resumed run too: 2 -> 3 epochs from the checkpoint
+            seen.clear()
+            cfg.solver.epochs = 3
+            result = run_training(cfg, data, store, callbacks=[watch])
+            assert result["resumed_from"] == 2
+            assert len(seen) == 4 and all(ref() is None for ref in seen)
+        assert collections == []
+    finally:
+        gc.callbacks.remove(count)
+        gc.enable()
+
+
+@pytest.mark.parametrize("input_pca", [None, 200])
+def test_training_is_the_same_to_the_bit_on_one_and_two_threads(input_pca):
+    """The number of BLAS and update threads (cores // parallel trials) changes no
+    number: the store does not key on it. Shapes large enough for OpenBLAS to split the
+    products between threads."""
+    from npdl.run.training import RunData
+    from npdl.threads import get_num_threads, set_num_threads
+
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((600, 32, 32, 3)).astype(np.float16)
+    labels = np.arange(600) % 10
+    basis = np.linalg.qr(rng.standard_normal((3072, 256)))[0].astype(np.float32)
+    data = RunData(
+        train=(images[:500], labels[:500]),
+        val=(images[500:], labels[500:]),
+        classes=[str(i) for i in range(10)],
+        preprocessing={"mean": np.zeros(3, np.float32), "std": np.ones(3, np.float32)},
+        data_hash="random",
+        whitened=True,
+        pca_components=basis,
+    )
+    cfg = PipelineConfig()
+    cfg.model.hidden_size, cfg.model.input_pca = [512, 256], input_pca
+    cfg.solver.epochs, cfg.solver.batch_size = 2, 250
+    before = get_num_threads()
+    weights = []
+    try:
+        for threads in (1, 2):
+            set_num_threads(threads)
+            result = run_training(validate_config(cfg), data, keep_model=True)
+            params = result["model"].params
+            weights.append({name: params[name].tobytes() for name in sorted(params)})
+    finally:
+        set_num_threads(before)
+    assert weights[0] == weights[1]

@@ -127,7 +127,11 @@ def test_random_search_is_seeded_cached_and_grows(data_dir, tmp_path):
     again = leaderboard(tmp_path / "b")
     assert [r["overrides"] for r in again] == [r["overrides"] for r in rows]
     assert [r["val_acc"] for r in again] == [r["val_acc"] for r in rows]
-    assert {r["cache_hit"] for r in again} == {"True"}
+    with open(tmp_path / "b" / "trials.csv") as handle:  # the trial log says how it ran
+        assert {r["cache_hit"] for r in csv.DictReader(handle)} == {"True"}
+    # What the search found, to the byte: ranks, overrides, scores, store entries.
+    for name in ("leaderboard.csv", "leaderboard.md"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
     # Grown to 6 points: only the 2 new ones train.
     run_sweep(data_dir, cache, tmp_path / "c", "npdl_random", "hydra.sweeper.n_trials=6", *SPACE)

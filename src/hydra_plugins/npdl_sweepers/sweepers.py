@@ -7,8 +7,9 @@ override grammar: ``choice(...)``, ``range(...)``, ``a,b,c``, ``interval(a,b)``,
 through the configured launcher, so ``hydra/launcher=joblib`` parallelises any search.
 Each trial's task function returns its metrics dict (``status``, ``val_acc``,
 ``val_loss``, ``epochs``, ``resumed_from``, ``seconds``, ``cache_hit``); at the end the
-sweeper writes ``leaderboard.csv``, ``leaderboard.md`` and ``best_overrides.json`` into
-the sweep folder and prints the top of the leaderboard.
+sweeper writes ``leaderboard.csv``, ``leaderboard.md``, ``best_overrides.json`` and the
+trial log ``trials.csv`` (wall time, cache hits) into the sweep folder and prints the top
+of the leaderboard.
 """
 
 from __future__ import annotations
@@ -276,6 +277,7 @@ class _SearchSweeper(Sweeper):
                         fidelity.WARN_BELOW,
                     )
         _search().write_leaderboard_csv(sweep_dir / "leaderboard.csv", ranked)
+        _search().write_trial_log(sweep_dir / "trials.csv", self.rows)
         _search().write_leaderboard_md(
             sweep_dir / "leaderboard.md",
             ranked,

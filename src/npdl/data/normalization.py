@@ -17,7 +17,8 @@ raw uint8 images applies exactly the transform training used
 This module owns the normalize stage's folder (``data/normalized/``); write it with
 :func:`write_normalization`, read it with :func:`read_normalization`::
 
-    stats.json        method, mean, std (float32 values), data_hash, zca_eps (zca)
+    stats.json        method, mean, std (float32 values), data_hash, zca_eps (zca),
+                      arrays_sha256 (zca: of every array below, part of the runs' identity)
     zca.npz           zca_mean float32 (D,), zca_matrix float32 (D, D)      (zca only)
     pca_components.npy  float32 (D, D): the covariance's eigenvectors as columns, by
                       decreasing variance; the basis ZCA whitens in (zca only)
@@ -34,8 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from ..io import atomic_folder, load_json, load_npz, save_json, save_npz
+from ..io import arrays_digest, atomic_folder, load_json, load_npz, save_json, save_npz
 
 __all__ = [
     "METHODS",
@@ -173,10 +175,21 @@ def fit_zca(
     mean = total / count
     covariance = np.zeros((features, features))
     for start in range(0, count, CHUNK):
-        centred = standardize_images(train_images[start : start + CHUNK], stats) - mean
-        covariance += centred.T.astype(np.float64) @ centred.astype(np.float64)
+        centred = (standardize_images(train_images[start : start + CHUNK], stats) - mean).astype(
+            np.float64
+        )
+        # x.T @ x of one array is BLAS's syrk, whose sums do not depend on the number of
+        # threads (a gemm of a transposed copy splits them differently on 1 and 2).
+        covariance += centred.T @ centred
     covariance /= count
-    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    # LAPACK's eigensolver gives other bits (and, within a nearly degenerate subspace,
+    # other directions) on another number of BLAS threads: one thread, so the basis
+    # (what model.input_pca trains on) is the same whatever the machine's core count.
+    with threadpool_limits(1, user_api="blas"):
+        eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    # An eigenvector's sign is arbitrary: the one whose largest entry is positive.
+    largest = np.abs(eigenvectors).argmax(axis=0)
+    eigenvectors *= np.sign(eigenvectors[largest, np.arange(features)])
     scale = 1.0 / np.sqrt(np.maximum(eigenvalues, 0.0) + eps)
     matrix = (eigenvectors * scale) @ eigenvectors.T
     return {
@@ -324,14 +337,22 @@ def write_normalization(
     )
     if zca_eps is not None:
         record["zca_eps"] = zca_eps
+    arrays = {}
+    if method == "zca":
+        arrays = {key: np.asarray(preprocessing[key]) for key in _ZCA_KEYS}
+        if "pca_components" in preprocessing:
+            arrays["pca_components"] = np.asarray(preprocessing["pca_components"], dtype=np.float32)
+        arrays.update({f"{mode}_images": images for mode, images in whitened.items()})
+        # What training reads, to the bit: a run trained on other bits is another run
+        # (the record is part of the run store's data identity).
+        record["arrays_sha256"] = arrays_digest(arrays)
     with atomic_folder(folder) as staging:
         if method == "zca":
-            save_npz(staging / "zca.npz", {key: preprocessing[key] for key in _ZCA_KEYS})
-            if "pca_components" in preprocessing:
-                components = np.asarray(preprocessing["pca_components"], dtype=np.float32)
-                np.save(staging / "pca_components.npy", components)
-            for mode, images in whitened.items():
-                np.save(staging / f"{mode}_images.npy", images)
+            save_npz(staging / "zca.npz", {key: arrays[key] for key in _ZCA_KEYS})
+            if "pca_components" in arrays:
+                np.save(staging / "pca_components.npy", arrays["pca_components"])
+            for mode in whitened:
+                np.save(staging / f"{mode}_images.npy", arrays[f"{mode}_images"])
         save_json(staging / "stats.json", record)
     return record
 

@@ -152,11 +152,7 @@ class TrainingRun:
     generators: dict[str, np.random.Generator]
 
     def state(self) -> dict[str, np.ndarray]:
-        state = self.solver.state_dict()
-        for name, generator in self.generators.items():
-            state[f"rng/{name}"] = np.array(json.dumps(generator.bit_generator.state))
-        state["status"] = np.array(self.solver.status or "")
-        return state
+        return training_state(self.solver, self.generators)
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         self.solver.load_state_dict(
@@ -165,6 +161,16 @@ class TrainingRun:
         for name, generator in self.generators.items():
             generator.bit_generator.state = json.loads(str(state[f"rng/{name}"]))
         self.solver.status = str(state["status"]) or None
+
+
+def training_state(solver: Solver, generators: dict[str, np.random.Generator]) -> dict:
+    """Everything a resumed run needs: the solver's state (weights, optimizer, position,
+    history) and the state of every generator, as arrays (a checkpoint's contents)."""
+    state = solver.state_dict()
+    for name, generator in generators.items():
+        state[f"rng/{name}"] = np.array(json.dumps(generator.bit_generator.state))
+    state["status"] = np.array(solver.status or "")
+    return state
 
 
 def build_training(

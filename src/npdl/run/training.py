@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import gc
 import hashlib
 import logging
 import time
@@ -28,7 +27,7 @@ from ..data.normalization import read_normalization
 from ..data.prepared import load_manifest, load_split
 from ..io import link_or_copy
 from ..threads import get_num_threads
-from .build import build_training, training_config, training_metadata
+from .build import build_training, training_config, training_metadata, training_state
 from .store import RunStore, stable_hash
 
 log = logging.getLogger("npdl.run")
@@ -195,23 +194,15 @@ def run_training(
         ``model_path`` (stored model file or None), ``model`` (with ``keep_model``).
     """
     lineage = lineage_of(cfg, data.data_hash)
-    try:
-        if store is None:
-            return _train_or_take(
-                cfg, data, None, lineage, callbacks, verbose, fail_fast, keep_model
-            )
-        with store.holding(lineage):
-            result = _train_or_take(
-                cfg, data, store, lineage, callbacks, verbose, fail_fast, keep_model, store_model
-            )
-            if model_out is not None and result["model_path"] is not None:
-                link_or_copy(result["model_path"], model_out)
-        return result
-    finally:
-        # A run is a reference cycle (solver -> checkpoint callback -> run) holding the
-        # model, optimizer state and loaders: freed now, not at some later collection,
-        # so a search's trials in one process never hold several runs' memory at once.
-        gc.collect()
+    if store is None:
+        return _train_or_take(cfg, data, None, lineage, callbacks, verbose, fail_fast, keep_model)
+    with store.holding(lineage):
+        result = _train_or_take(
+            cfg, data, store, lineage, callbacks, verbose, fail_fast, keep_model, store_model
+        )
+        if model_out is not None and result["model_path"] is not None:
+            link_or_copy(result["model_path"], model_out)
+    return result
 
 
 def _train_or_take(
@@ -248,7 +239,7 @@ def _train_or_take(
         )
         resumed_from = _resume(run, store, lineage, epochs)
         if store is not None:
-            run.solver.callbacks.append(_checkpointer(run, store, lineage))
+            run.solver.callbacks.append(_checkpointer(run.generators, store, lineage))
         remaining = epochs - run.solver.epoch
         if remaining > 0 and run.solver.status not in FINAL_STATUSES:
             # Restored best weights are only wanted at the very end of a lineage step.
@@ -306,10 +297,14 @@ def _resume(run, store: RunStore | None, lineage: str, epochs: int) -> int | Non
     return checkpoint_epoch
 
 
-def _checkpointer(run, store: RunStore, lineage: str) -> Callable:
+def _checkpointer(generators: dict, store: RunStore, lineage: str) -> Callable:
+    """A Solver callback writing the lineage's checkpoint at the end of each epoch (before
+    the best weights are restored). It is handed the solver and holds only the run's
+    generators: holding the run would make a cycle (run -> solver -> callback -> run)
+    that only a garbage collection frees, keeping a finished run's memory alive."""
+
     def save(solver, stats) -> bool:
-        # The state at the end of each epoch, before the best weights are restored.
-        store.store_checkpoint(lineage, run.state())
+        store.store_checkpoint(lineage, training_state(solver, generators))
         return False
 
     return save

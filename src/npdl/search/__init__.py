@@ -23,6 +23,7 @@ from .leaderboard import (
     rank_trials,
     write_leaderboard_csv,
     write_leaderboard_md,
+    write_trial_log,
 )
 from .objective import Objective
 from .spaces import (
@@ -65,4 +66,5 @@ __all__ = [
     "total_epochs",
     "write_leaderboard_csv",
     "write_leaderboard_md",
+    "write_trial_log",
 ]

@@ -11,6 +11,15 @@ A trial row is a dict with at least::
     cache_hit   bool   whether the result came from the run store
 
 Extra keys are kept in the ranked rows and ignored by the writers.
+
+The leaderboard files (CSV and Markdown) hold what a search found, not how long it
+took: the same search on the same data and code writes them to the same bytes, rerun,
+resumed or taken from the run store. Wall time and cache hits go to the trial log
+(:func:`write_trial_log`) and to the terminal's table (:func:`format_table`).
+
+Ties are broken by a fixed rule (:func:`rank_trials`): the metric, then the lower
+``val_loss``, then the earlier trial (the configured values first, then the sampler's
+order); never by wall time, cache state or a dict's order.
 """
 
 from __future__ import annotations
@@ -29,11 +38,29 @@ from .objective import Objective
 #: Statuses of a trial, in leaderboard order: finished trials first.
 STATUSES = ("ok", "diverged", "failed")
 REQUIRED_KEYS = ("overrides", "val_acc", "val_loss", "epochs", "seconds", "status", "cache_hit")
-#: Columns of the leaderboard's tables, in order.
+#: Columns of the terminal's table, in order: the results, wall time and cache hits.
 LEADERBOARD_COLUMNS = ("rank", *REQUIRED_KEYS)
-#: Columns of the CSV leaderboard: the tables' and the run store entry of each trial
+#: Columns of the leaderboard files (Markdown): what the search found, nothing that
+#: changes from one run of it to the next.
+RESULT_COLUMNS = ("rank", "overrides", "val_acc", "val_loss", "epochs", "status")
+#: Columns of the CSV leaderboard: the results and the run store entry of each trial
 #: (``lineage`` and epoch ``budget``; empty where unknown).
-CSV_COLUMNS = (*LEADERBOARD_COLUMNS, "lineage", "budget")
+CSV_COLUMNS = (*RESULT_COLUMNS, "lineage", "budget")
+#: Columns of the trial log (``trials.csv`` in a sweep's folder): every trial in the
+#: order it ran, with how it ran.
+TRIAL_LOG_COLUMNS = (
+    "trial",
+    "overrides",
+    "status",
+    "val_acc",
+    "val_loss",
+    "epochs",
+    "resumed_from",
+    "seconds",
+    "cache_hit",
+    "lineage",
+    "budget",
+)
 _NUMERIC_COLUMNS = frozenset({"rank", "val_acc", "val_loss", "epochs", "seconds"})
 
 
@@ -145,6 +172,20 @@ def write_leaderboard_csv(path: str | os.PathLike, ranked_rows: Sequence[Mapping
     save_csv(path, rows, list(CSV_COLUMNS))
 
 
+def write_trial_log(path: str | os.PathLike, rows: Sequence[Mapping]) -> None:
+    """Write every trial in the order it ran (``trial`` from 1) with its wall time,
+    cache hit and resumed epoch as CSV, atomically (:data:`TRIAL_LOG_COLUMNS`)."""
+    log = [
+        {
+            **{column: row.get(column) for column in TRIAL_LOG_COLUMNS},
+            "trial": number,
+            "overrides": format_overrides(row["overrides"]),
+        }
+        for number, row in enumerate(rows, start=1)
+    ]
+    save_csv(path, log, list(TRIAL_LOG_COLUMNS))
+
+
 def _display_cells(row: Mapping) -> dict[str, str]:
     def number(value, digits: int) -> str:
         return f"{value:.{digits}f}" if _is_number(value) else "-"
@@ -225,11 +266,9 @@ def write_leaderboard_md(
         lines += [
             f"Showing {_shown_note(len(shown), len(ranked_rows))}, best first.",
             "",
-            "| " + " | ".join(LEADERBOARD_COLUMNS) + " |",
+            "| " + " | ".join(RESULT_COLUMNS) + " |",
             "|"
-            + "|".join(
-                "---:" if column in _NUMERIC_COLUMNS else "---" for column in LEADERBOARD_COLUMNS
-            )
+            + "|".join("---:" if column in _NUMERIC_COLUMNS else "---" for column in RESULT_COLUMNS)
             + "|",
         ]
         for row in shown:
@@ -237,7 +276,7 @@ def write_leaderboard_md(
             # A pipe would end the cell, even inside a code span, unless escaped.
             if row["overrides"]:
                 cells["overrides"] = "`" + cells["overrides"].replace("|", "\\|") + "`"
-            lines.append("| " + " | ".join(cells[column] for column in LEADERBOARD_COLUMNS) + " |")
+            lines.append("| " + " | ".join(cells[column] for column in RESULT_COLUMNS) + " |")
     if footer:
         lines += ["", footer]
     with atomic_write(path, "w") as handle:
