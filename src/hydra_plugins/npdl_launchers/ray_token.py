@@ -12,7 +12,8 @@ when it is unset:
 - :class:`PrivateRayLauncher` (``hydra/launcher=ray_local``) starts a Ray for this
   sweep alone, with a fresh random token in a private file (0600) inside Ray's
   temporary folder (``ray.init._temp_dir``, else the system's), removed when the
-  process ends.
+  process ends. Every socket of that Ray listens on 127.0.0.1 only
+  (:func:`bind_ray_to_loopback`).
 """
 
 from __future__ import annotations
@@ -65,6 +66,24 @@ def reload_ray_auth_settings() -> None:
 
     Config.initialize("")
     AuthenticationTokenLoader.instance().reset_cache()
+
+
+def bind_ray_to_loopback() -> None:
+    """Make every process of the Ray that this process starts listen on 127.0.0.1 only.
+
+    Ray's servers (GCS, raylet and object manager, workers, dashboard, dashboard agent,
+    metrics and runtime-env agents, autoscaler monitor) listen on loopback only when the
+    node's address is loopback, else on every interface or the node's address. Ray keeps
+    a loopback node address (``ray.init``'s ``_node_ip_address=127.0.0.1``) only in its
+    single-machine mode, ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (the default on macOS
+    and Windows); otherwise it replaces it by the machine's outward address. This sets
+    that mode for the Ray processes started from here, and for this process, whose Ray
+    read the variable when Hydra's plugin scan imported it.
+    """
+    from ray._private import ray_constants
+
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def find_token_source() -> str:
@@ -125,7 +144,12 @@ if RayLauncher is not None:
             return find_token_source()
 
     class PrivateRayLauncher(TokenRayLauncher):
-        """Starts a Ray for this sweep only, authenticated by a fresh private token."""
+        """Starts a Ray for this sweep only, on loopback, with a fresh private token."""
+
+        def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int):
+            if not ray.is_initialized():
+                bind_ray_to_loopback()
+            return super().launch(job_overrides, initial_job_idx)
 
         def authenticate(self) -> str:
             require_token_mode()
