@@ -62,13 +62,14 @@ def ray_processes(marker: str) -> list[str]:
     return [line for line in listed.splitlines() if marker in line and "ps -eo" not in line]
 
 
-def ray_command(*args: str, env: dict) -> subprocess.CompletedProcess:
+def ray_command(*args: str, env: dict, umask: int = -1) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "ray.scripts.scripts", *args],
         env=env,
         capture_output=True,
         text=True,
         check=False,
+        umask=umask,
     )
 
 
@@ -96,11 +97,13 @@ def test_random_search_on_a_token_authenticated_ray_head_matches_the_local_searc
         "HOME": str(home),
         "RAY_USAGE_STATS_ENABLED": "0",
     }
-    # The README's commands: a generated token, then a head with token authentication.
-    generated = ray_command("get-auth-token", "--generate", env=env)
+    # The README's commands: a token generated under umask 077 (the launcher refuses a
+    # token file other users can read), then a head with token authentication.
+    generated = ray_command("get-auth-token", "--generate", env=env, umask=0o077)
     assert generated.returncode == 0, generated.stdout + generated.stderr
     token_file = home / ".ray" / "auth_token"
     assert len(token_file.read_text().strip()) >= 32
+    assert token_file.stat().st_mode & 0o777 == 0o600
     env["RAY_AUTH_MODE"] = "token"
     port = free_port()
     address = f"127.0.0.1:{port}"

@@ -7,8 +7,9 @@ when it is unset:
 - :class:`TokenRayLauncher` (``hydra/launcher=ray_cluster``) joins a running cluster.
   This process needs the cluster's token, found as Ray finds it: ``RAY_AUTH_TOKEN``,
   else the file ``RAY_AUTH_TOKEN_PATH`` names, else ``~/.ray/auth_token``. A missing or
-  unreadable token, or one the head refuses, ends the sweep with one line saying what
-  to set, instead of Ray's traceback.
+  unreadable token, a token file other users may read (mode not 0600), or a token the
+  head refuses, ends the sweep with one line saying what to do, instead of Ray's
+  traceback.
 - :class:`PrivateRayLauncher` (``hydra/launcher=ray_local``) starts a Ray for this
   sweep alone, with a fresh random token in a private file (0600) inside Ray's
   temporary folder (``ray.init._temp_dir``, else the system's), removed when the
@@ -92,8 +93,8 @@ def find_token_source() -> str:
     Raises
     ------
     RayAuthError
-        No token anywhere Ray looks, or ``RAY_AUTH_TOKEN_PATH`` names a file that is
-        missing, unreadable or empty.
+        No token anywhere Ray looks; ``RAY_AUTH_TOKEN_PATH`` names a file that is
+        missing, unreadable or empty; or the token file is open to other users.
     """
     if os.environ.get("RAY_AUTH_TOKEN", "").strip():
         return "RAY_AUTH_TOKEN"
@@ -101,6 +102,7 @@ def find_token_source() -> str:
     if named:
         try:
             if Path(named).read_text().strip():
+                refuse_shared_token_file(Path(named), "RAY_AUTH_TOKEN_PATH")
                 return f"RAY_AUTH_TOKEN_PATH={named}"
         except OSError as error:
             raise RayAuthError(
@@ -110,8 +112,25 @@ def find_token_source() -> str:
     default = Path.home() / ".ray" / "auth_token"
     with contextlib.suppress(OSError):
         if default.read_text().strip():
+            refuse_shared_token_file(default, "the default token file")
             return str(default)
     raise RayAuthError(f"no Ray authentication token for this sweep: {TOKEN_HELP}")
+
+
+def refuse_shared_token_file(path: Path, which: str) -> None:
+    """Refuse a token file that users other than its owner may read or write (POSIX).
+
+    Whoever reads the token can run code on every node of the cluster.
+    """
+    if os.name != "posix":
+        return
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        real = path.resolve()
+        raise RayAuthError(
+            f"the Ray token file {real} ({which}) is open to other users (mode {mode:04o}); "
+            f"run `chmod 600 {real}`"
+        )
 
 
 if RayLauncher is not None:
