@@ -3,15 +3,19 @@ submitit's local executor, compared with the same sweep run locally."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import ipaddress
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from npdl.io import load_json
@@ -59,13 +63,14 @@ def ray_processes(marker: str) -> list[str]:
     return [line for line in listed.splitlines() if marker in line and "ps -eo" not in line]
 
 
-def ray_command(*args: str, env: dict) -> subprocess.CompletedProcess:
+def ray_command(*args: str, env: dict, umask: int = -1) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "ray.scripts.scripts", *args],
         env=env,
         capture_output=True,
         text=True,
         check=False,
+        umask=umask,
     )
 
 
@@ -93,11 +98,13 @@ def test_random_search_on_a_token_authenticated_ray_head_matches_the_local_searc
         "HOME": str(home),
         "RAY_USAGE_STATS_ENABLED": "0",
     }
-    # The README's commands: a generated token, then a head with token authentication.
-    generated = ray_command("get-auth-token", "--generate", env=env)
+    # The README's commands: a token generated under umask 077 (the launcher refuses a
+    # token file other users can read), then a head with token authentication.
+    generated = ray_command("get-auth-token", "--generate", env=env, umask=0o077)
     assert generated.returncode == 0, generated.stdout + generated.stderr
     token_file = home / ".ray" / "auth_token"
     assert len(token_file.read_text().strip()) >= 32
+    assert token_file.stat().st_mode & 0o777 == 0o600
     env["RAY_AUTH_MODE"] = "token"
     port = free_port()
     address = f"127.0.0.1:{port}"
@@ -222,17 +229,86 @@ def test_random_search_on_a_private_ray_matches_the_local_search(
     shutil.rmtree(ray_tmp)
 
 
+def is_loopback(address: str) -> bool:
+    """Whether ``address`` (IPv4, IPv6, or IPv4 written as IPv6) is a loopback address."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def listening_sockets(driver: psutil.Process, marker: str) -> set[tuple[str, str, int]]:
+    """``(process, address, port)`` of every TCP socket listening and every UDP socket
+    bound (not connected) in ``driver``, the processes it started and any process whose
+    command line names ``marker``."""
+    processes = {driver, *driver.children(recursive=True)}
+    for process in psutil.process_iter(["cmdline"]):
+        if marker in " ".join(process.info["cmdline"] or []):
+            processes.add(process)
+    found = set()
+    for process in processes:
+        try:
+            name, connections = process.name(), process.net_connections(kind="inet")
+        except psutil.Error:  # ended meanwhile
+            continue
+        for connection in connections:
+            udp = connection.type == socket.SOCK_DGRAM and not connection.raddr
+            if connection.status == psutil.CONN_LISTEN or udp:
+                found.add((name, connection.laddr.ip, connection.laddr.port))
+    return found
+
+
+def test_every_socket_of_the_private_ray_listens_on_loopback_only(
+    data_dir,  # noqa: F811
+    tmp_path,
+):
+    ray_tmp, _, env = private_ray_env(tmp_path)
+    args = sweep_args(
+        data_dir,
+        tmp_path / "cache",
+        tmp_path / "sweep",
+        "npdl_random",
+        "hydra.sweeper.n_trials=2",
+        *SPACE,
+        "hydra/launcher=ray_local",
+    )
+    log = tmp_path / "sweep.log"
+    with open(log, "w") as output:
+        sweep = subprocess.Popen(args, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+    seen: set[tuple[str, str, int]] = set()
+    try:
+        driver = psutil.Process(sweep.pid)
+        # The sweep's Ray lives as long as the sweep: list its sockets until it ends.
+        while sweep.poll() is None:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                seen |= listening_sockets(driver, str(ray_tmp))
+            time.sleep(0.5)
+        assert sweep.returncode == 0, log.read_text()
+        assert ray_processes(str(ray_tmp)) == [], "Ray processes outlived the sweep"
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+            sweep.wait()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    # The listing saw the private Ray itself, not only the driver starting it.
+    assert {"gcs_server", "raylet"} <= {name for name, _, _ in seen}, sorted(seen)
+    outside = sorted(found for found in seen if not is_loopback(found[1]))
+    assert outside == [], f"Ray listens beyond loopback: {outside}"
+
+
 PRIVATE_RAY_PROBE = """
 import os, subprocess, sys
 from omegaconf import OmegaConf
 import ray
-from hydra_plugins.npdl_launchers.ray_token import PrivateRayLauncher, reload_ray_auth_settings
+from hydra_plugins.npdl_launchers.ray_token import (
+    PrivateRayLauncher, bind_ray_to_loopback, reload_ray_auth_settings)
 
 init = {"num_cpus": 1, "include_dashboard": False, "_node_ip_address": "127.0.0.1",
         "_temp_dir": sys.argv[1]}
 launcher = PrivateRayLauncher(ray=OmegaConf.create({"init": init, "remote": {}}))
 token_path = launcher.authenticate().split("=", 1)[1]
 reload_ray_auth_settings()
+bind_ray_to_loopback()  # as PrivateRayLauncher.launch does
 print("mode", oct(os.stat(token_path).st_mode & 0o777))
 ray.init(**init)
 address = ray.get_runtime_context().gcs_address

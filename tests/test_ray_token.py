@@ -34,9 +34,11 @@ def test_the_token_is_found_where_ray_looks_for_it(clean_env, tmp_path):
     default = tmp_path / ".ray" / "auth_token"
     default.parent.mkdir()
     default.write_text("a" * 64)
+    default.chmod(0o600)
     assert find_token_source() == str(default)
     named = tmp_path / "token"
     named.write_text("b" * 64)
+    named.chmod(0o600)
     clean_env.setenv("RAY_AUTH_TOKEN_PATH", str(named))
     assert find_token_source() == f"RAY_AUTH_TOKEN_PATH={named}"
     clean_env.setenv("RAY_AUTH_TOKEN", "c" * 64)
@@ -53,3 +55,34 @@ def test_a_token_path_naming_a_missing_or_empty_file_is_refused_naming_it(clean_
     clean_env.setenv("RAY_AUTH_TOKEN_PATH", str(empty))
     with pytest.raises(RayAuthError, match=rf"RAY_AUTH_TOKEN_PATH={empty} is empty; set"):
         find_token_source()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+def test_a_token_file_other_users_can_read_is_refused_with_the_chmod_to_run(clean_env, tmp_path):
+    default = tmp_path / ".ray" / "auth_token"
+    default.parent.mkdir()
+    default.write_text("a" * 64)
+    default.chmod(0o644)
+    with pytest.raises(RayAuthError) as refused:
+        find_token_source()
+    real = default.resolve()
+    assert str(refused.value) == (
+        f"the Ray token file {real} (the default token file) is open to other users "
+        f"(mode 0644); run `chmod 600 {real}`"
+    )
+    default.chmod(0o600)
+    assert find_token_source() == str(default)
+
+    named = tmp_path / "token"
+    named.write_text("b" * 64)
+    named.chmod(0o640)
+    clean_env.setenv("RAY_AUTH_TOKEN_PATH", str(named))
+    with pytest.raises(RayAuthError) as refused:
+        find_token_source()
+    real = named.resolve()
+    assert str(refused.value) == (
+        f"the Ray token file {real} (RAY_AUTH_TOKEN_PATH) is open to other users "
+        f"(mode 0640); run `chmod 600 {real}`"
+    )
+    named.chmod(0o600)
+    assert find_token_source() == f"RAY_AUTH_TOKEN_PATH={named}"

@@ -7,12 +7,14 @@ when it is unset:
 - :class:`TokenRayLauncher` (``hydra/launcher=ray_cluster``) joins a running cluster.
   This process needs the cluster's token, found as Ray finds it: ``RAY_AUTH_TOKEN``,
   else the file ``RAY_AUTH_TOKEN_PATH`` names, else ``~/.ray/auth_token``. A missing or
-  unreadable token, or one the head refuses, ends the sweep with one line saying what
-  to set, instead of Ray's traceback.
+  unreadable token, a token file other users may read (mode not 0600), or a token the
+  head refuses, ends the sweep with one line saying what to do, instead of Ray's
+  traceback.
 - :class:`PrivateRayLauncher` (``hydra/launcher=ray_local``) starts a Ray for this
   sweep alone, with a fresh random token in a private file (0600) inside Ray's
   temporary folder (``ray.init._temp_dir``, else the system's), removed when the
-  process ends.
+  process ends. Every socket of that Ray listens on 127.0.0.1 only
+  (:func:`bind_ray_to_loopback`).
 """
 
 from __future__ import annotations
@@ -67,14 +69,32 @@ def reload_ray_auth_settings() -> None:
     AuthenticationTokenLoader.instance().reset_cache()
 
 
+def bind_ray_to_loopback() -> None:
+    """Make every process of the Ray that this process starts listen on 127.0.0.1 only.
+
+    Ray's servers (GCS, raylet and object manager, workers, dashboard, dashboard agent,
+    metrics and runtime-env agents, autoscaler monitor) listen on loopback only when the
+    node's address is loopback, else on every interface or the node's address. Ray keeps
+    a loopback node address (``ray.init``'s ``_node_ip_address=127.0.0.1``) only in its
+    single-machine mode, ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (the default on macOS
+    and Windows); otherwise it replaces it by the machine's outward address. This sets
+    that mode for the Ray processes started from here, and for this process, whose Ray
+    read the variable when Hydra's plugin scan imported it.
+    """
+    from ray._private import ray_constants
+
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 def find_token_source() -> str:
     """Where Ray will read this process's token from (for messages).
 
     Raises
     ------
     RayAuthError
-        No token anywhere Ray looks, or ``RAY_AUTH_TOKEN_PATH`` names a file that is
-        missing, unreadable or empty.
+        No token anywhere Ray looks; ``RAY_AUTH_TOKEN_PATH`` names a file that is
+        missing, unreadable or empty; or the token file is open to other users.
     """
     if os.environ.get("RAY_AUTH_TOKEN", "").strip():
         return "RAY_AUTH_TOKEN"
@@ -82,6 +102,7 @@ def find_token_source() -> str:
     if named:
         try:
             if Path(named).read_text().strip():
+                refuse_shared_token_file(Path(named), "RAY_AUTH_TOKEN_PATH")
                 return f"RAY_AUTH_TOKEN_PATH={named}"
         except OSError as error:
             raise RayAuthError(
@@ -91,8 +112,25 @@ def find_token_source() -> str:
     default = Path.home() / ".ray" / "auth_token"
     with contextlib.suppress(OSError):
         if default.read_text().strip():
+            refuse_shared_token_file(default, "the default token file")
             return str(default)
     raise RayAuthError(f"no Ray authentication token for this sweep: {TOKEN_HELP}")
+
+
+def refuse_shared_token_file(path: Path, which: str) -> None:
+    """Refuse a token file that users other than its owner may read or write (POSIX).
+
+    Whoever reads the token can run code on every node of the cluster.
+    """
+    if os.name != "posix":
+        return
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        real = path.resolve()
+        raise RayAuthError(
+            f"the Ray token file {real} ({which}) is open to other users (mode {mode:04o}); "
+            f"run `chmod 600 {real}`"
+        )
 
 
 if RayLauncher is not None:
@@ -125,7 +163,12 @@ if RayLauncher is not None:
             return find_token_source()
 
     class PrivateRayLauncher(TokenRayLauncher):
-        """Starts a Ray for this sweep only, authenticated by a fresh private token."""
+        """Starts a Ray for this sweep only, on loopback, with a fresh private token."""
+
+        def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int):
+            if not ray.is_initialized():
+                bind_ray_to_loopback()
+            return super().launch(job_overrides, initial_job_idx)
 
         def authenticate(self) -> str:
             require_token_mode()
