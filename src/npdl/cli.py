@@ -7,7 +7,11 @@
 - ``npdl cache gc (--max-size 2GB | --older-than 30d) [--keep-referenced] [--dry-run]``:
   removes parts by the policy of :mod:`npdl.run.gc`, never any of a lineage a process
   holds, and with ``--keep-referenced`` never an entry that ``models/tune/leaderboard.csv``
-  or ``models/model.npz`` came from; ``--dry-run`` prints what it would remove;
+  or ``models/model.npz`` came from, of this workspace and of every project registered
+  in the store (:mod:`npdl.run.projects`); projects whose folder is gone are forgotten;
+  ``--dry-run`` prints what it would remove;
+- ``npdl cache projects``: the workspaces registered in the store, their last use and
+  whether they are still there;
 - ``npdl cache verify [--set-aside]``: checks every finished trial and checkpoint
   against the sha256 recorded when it was written; exit 1 if any fails.
 
@@ -31,8 +35,10 @@ from .run.gc import (
     parse_age,
     parse_size,
     referenced,
+    registered_references,
     summarize,
 )
+from .run.projects import forget_gone, registered_projects
 from .run.store import RunStore, store_root
 from .run.training import code_hash
 
@@ -49,14 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
     verify = cache_commands.add_parser(
         "verify", help="check every entry and checkpoint against its recorded sha256"
     )
-    for command in (listing, usage, gc, verify):
+    projects = cache_commands.add_parser(
+        "projects", help="the workspaces registered in the store (kept by --keep-referenced)"
+    )
+    for command in (listing, usage, gc, verify, projects):
         command.add_argument("--store", type=Path, default=None, help=store_help)
     gc.add_argument("--max-size", type=_size, help="bring the store under this size (2GB, 500MB)")
     gc.add_argument("--older-than", type=_age, help="remove parts unused for longer (30d, 12h)")
     gc.add_argument(
         "--keep-referenced",
         action="store_true",
-        help="never remove an entry the workspace's leaderboard or model came from",
+        help="never remove an entry that the leaderboard or model of this workspace or of a "
+        "registered project came from",
     )
     gc.add_argument(
         "--models",
@@ -139,9 +149,22 @@ def disk_usage(store: RunStore) -> int:
     print(f"{'other code':13} {format_size(sum(p.size for p in other)):>10}  ({len(other)})")
     total = sum(part.size for part in parts)
     print(f"{'total':13} {format_size(total):>10}  {store.root}")
-    events = store.root / "events.jsonl"  # the log: not a part, never trimmed
-    if events.is_file():
-        print(f"{'(events log)':13} {format_size(events.stat().st_size):>10}  {events}")
+    files = store.event_files()  # the log: not a part; rotated, not trimmed by gc
+    if files:
+        size = sum(path.stat().st_size for path in files)
+        print(f"{'(events log)':13} {format_size(size):>10}  ({len(files)} files)")
+    return 0
+
+
+def list_projects(store: RunStore) -> int:
+    now, projects = time.time(), registered_projects(store)
+    for project in projects:
+        models = ", ".join(map(str, project.models))
+        print(
+            f"{project.state:9}  {format_age(now - project.used):>4}  {project.host}:"
+            f"{project.workspace}  (models: {models})"
+        )
+    print(f"{len(projects)} projects registered in {store.root}")
     return 0
 
 
@@ -149,11 +172,17 @@ def collect_garbage(store: RunStore, args: argparse.Namespace) -> int:
     if args.max_size is None and args.older_than is None:
         print("error: npdl cache gc needs --max-size and/or --older-than", file=sys.stderr)
         return 2
-    keep = set()
+    forgotten = forget_gone(store, dry_run=args.dry_run)
+    keep, projects = set(), []
     if args.keep_referenced:
-        keep = referenced(inventory(store), args.models or [Path("models")])
+        parts = inventory(store)
+        registered, projects = registered_references(store, parts)
+        keep = referenced(parts, args.models or [Path("models")]) | registered
     report = collect(store, args.max_size, args.older_than, keep, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
+    for project in forgotten:
+        forget = "would forget" if args.dry_run else "forgot"
+        print(f"{forget} project {project.workspace} (its folder is gone or no project)")
     for part, why in report.removed:
         name = part.path.relative_to(store.root)
         print(f"{verb} {part.kind} {name} ({format_size(part.size)}, {why})")
@@ -164,7 +193,7 @@ def collect_garbage(store: RunStore, args: argparse.Namespace) -> int:
     if args.max_size is not None:
         summary += f" (limit {format_size(args.max_size)})"
     if args.keep_referenced:
-        summary += f"; kept {report.kept} referenced entries"
+        summary += f"; kept {report.kept} referenced entries ({len(projects)} projects)"
     if report.busy:
         summary += f"; left {len(report.busy)} lineages in use alone"
     print(summary + ("; nothing was removed (dry run)" if args.dry_run else ""))
@@ -195,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         return disk_usage(store)
     if args.cache_command == "gc":
         return collect_garbage(store, args)
+    if args.cache_command == "projects":
+        return list_projects(store)
     return verify_store(store, args.set_aside)
 
 
