@@ -4,6 +4,7 @@ models, leaderboard and ``dvc.lock`` (resolved in its DVC cache) came from. Work
 are real folders with hand-written DVC files here; a real pair of DVC projects sharing
 one store is the slow test at the end."""
 
+import csv
 import hashlib
 import json
 import shutil
@@ -202,6 +203,16 @@ def test_two_projects_share_a_store_and_a_gc_from_one_keeps_the_others(tmp_path)
     make_project(second, [*SMALL_PROJECT, ("conf/config.yaml", "seed: 0", "seed: 1")], store=shared)
     store = RunStore(shared)
     assert {p.workspace for p in registered_projects(store)} == {first, second}
+    # The tune stage's halving search (1 -> 2 epochs) left checkpoints of its top rung
+    # only, and a result of every trial.
+    rows = list(csv.DictReader((first / "models/tune/leaderboard.csv").read_text().splitlines()))
+    reached = {}
+    for row in rows:
+        reached[row["lineage"]] = max(reached.get(row["lineage"], 0), int(row["budget"]))
+        assert store.load_result(row["lineage"], int(row["budget"]))["status"] == "ok"
+    assert sorted(reached.values()) == [1, 2, 2]  # one eliminated
+    for lineage, budget in reached.items():
+        assert store.checkpoint_path(lineage).is_file() == (budget == 2)
     baseline = referenced(inventory(store), [first / "models"])  # the workspace's own files
     assert len(baseline) >= 3  # the search's rows and the final training
 
