@@ -18,7 +18,7 @@ for number in range(int(sys.argv[4])):
 
 
 def append_in(store: RunStore, processes: int, count: int) -> None:
-    args = [str(store.root), str(store.events_max_bytes), str(store.events_kept), str(count)]
+    args = [str(store.root), str(store.event_log.max_bytes), str(store.event_log.kept), str(count)]
     started = [
         subprocess.Popen([sys.executable, "-c", APPENDER, *args], stderr=subprocess.PIPE)
         for _ in range(processes)
@@ -37,19 +37,19 @@ def test_the_log_is_rotated_past_its_size_and_keeps_the_newest_lines(tmp_path):
     longest = max(
         len(line) + 1 for line in (store.root / "events.jsonl.1").read_text().splitlines()
     )
-    for path in store.event_files():
-        assert path.stat().st_size <= store.events_max_bytes + longest
+    for path in store.event_log.files():
+        assert path.stat().st_size <= store.event_log.max_bytes + longest
     # What is kept is the newest run of lines, in order, with no gap.
     numbers = [event["number"] for event in store.events()]
     assert numbers == list(range(numbers[0], 300))
-    assert 2 * store.events_max_bytes // longest <= len(numbers) < 300
+    assert 2 * store.event_log.max_bytes // longest <= len(numbers) < 300
 
 
 def test_processes_appending_while_it_rotates_lose_no_line_and_keep_their_order(tmp_path):
     # Kept files enough for everything: any missing line would be a lost one.
     store = RunStore(tmp_path / "store", events_max_bytes=4000, events_kept=500)
     append_in(store, processes=4, count=400)
-    files = store.event_files()
+    files = store.event_log.files()
     assert len(files) > 20  # it really rotated, many times, under concurrent appends
     events = store.events()
     assert len(events) == 1600
@@ -61,9 +61,9 @@ def test_processes_appending_while_it_rotates_lose_no_line_and_keep_their_order(
     assert all(numbers == list(range(400)) for numbers in by_process.values())
     longest = max(len(line) + 1 for path in files for line in path.read_text().splitlines())
     for path in files:
-        assert path.stat().st_size <= store.events_max_bytes + 4 * longest
+        assert path.stat().st_size <= store.event_log.max_bytes + 4 * longest
 
 
 def test_the_default_bound_is_a_few_megabytes(tmp_path):
     store = RunStore(tmp_path / "store")
-    assert 10**6 <= store.events_max_bytes <= 10**7 and store.events_kept >= 1
+    assert 10**6 <= store.event_log.max_bytes <= 10**7 and store.event_log.kept >= 1

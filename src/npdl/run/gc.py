@@ -434,64 +434,6 @@ def enforce_limit(
     return report
 
 
-@dataclass
-class LineageSummary:
-    """One line of ``npdl cache ls``."""
-
-    lineage: str
-    epochs: list[int]  # budgets of its finished entries
-    checkpoint: bool
-    size: int
-    used: float  # its most recent use
-    statuses: list[str]  # of its entries
-    code: str  # 'current', 'other' (another version of the library) or 'unknown'
-    in_use: bool
-    config: str  # a summary of its training configuration ('-' if unknown)
-
-
-def summarize(store: RunStore, parts: list[Part]) -> list[LineageSummary]:
-    """Per-lineage view of ``parts`` (from :func:`inventory`), most recently used first."""
-    current = code_hash()
-    by_lineage: dict[str, list[Part]] = {}
-    for part in parts:
-        if part.lineage is not None and part.kind != "failure":
-            by_lineage.setdefault(part.lineage, []).append(part)
-    rows = []
-    for lineage, own in by_lineage.items():
-        entries = sorted((p for p in own if p.kind == "entry"), key=lambda p: p.epochs or 0)
-        code = next((p.code for p in own if p.code), None)
-        description = store.description(lineage) or {}
-        rows.append(
-            LineageSummary(
-                lineage=lineage,
-                epochs=[p.epochs for p in entries if p.epochs is not None],
-                checkpoint=any(p.kind == "checkpoint" for p in own),
-                size=sum(p.size for p in own),
-                used=max(p.used for p in own),
-                statuses=sorted({p.status or "?" for p in entries}),
-                code="unknown" if code is None else ("current" if code == current else "other"),
-                in_use=store.in_use(lineage),
-                config=config_summary(description.get("training")),
-            )
-        )
-    return sorted(rows, key=lambda row: -row.used)
-
-
-def config_summary(training: dict | None) -> str:
-    """``[64] relu bn dropout=0.2 | adam lr=0.001 wd=0.05 | bs=64 cosine fraction=0.25``."""
-    if not training:
-        return "-"
-    model, opt, solver = training["model"], training["optimizer"], training["solver"]
-    net = f"{model['hidden_size']} {model['activation']}" + (" bn" if model["batch_norm"] else "")
-    net = (f"pca{model['input_pca']}-" if model.get("input_pca") else "") + net
-    net += f" dropout={model['dropout']:g}" + (f" reg={model['reg']:g}" if model["reg"] else "")
-    optimizer = f"{opt['name']} lr={opt['lr']:g} wd={opt.get('weight_decay', 0):g}"
-    loop = f"bs={solver['batch_size']} {solver['schedule']}"
-    if solver.get("train_fraction", 1) != 1:
-        loop += f" fraction={solver['train_fraction']:g}"
-    return f"{net} | {optimizer} | {loop}"
-
-
 _SIZE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 
 

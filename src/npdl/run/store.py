@@ -6,7 +6,7 @@ shares it, and hosts share one on a shared file system. Layout under its root::
 
     events.jsonl                       one JSON line per hit, miss, resume, store, failed,
                                        corrupt, pruned; rotated past 4 MB into
-    events.jsonl.1, events.jsonl.2     the older lines (newest first), under events.lock
+    events.jsonl.1, events.jsonl.2     older lines, .1 the more recent (:mod:`.events`)
     trials/<lineage>/lineage.json      what the lineage is: training config, code and data hash
     trials/<lineage>/checkpoint.npz    latest training state of a lineage (resume)
     trials/<lineage>/epochs-<E>/       a finished run: result.json, model.npz, manifest.json
@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import load_json, load_npz, make_staging_folder, remove_stale_staging, save_json, save_npz
+from .events import EVENTS_KEPT, EVENTS_MAX_BYTES, EventLog
 
 try:
     import fcntl
@@ -68,10 +69,6 @@ LINEAGE_FILE = "lineage.json"
 DIGEST_KEY = "__sha256__"
 #: Environment variable naming the run store's folder when ``paths.run_store`` is null.
 STORE_ENV = "NPDL_RUN_STORE"
-#: ``events.jsonl`` is rotated past this size, and this many older files are kept.
-EVENTS_MAX_BYTES = 4 * 10**6
-EVENTS_KEPT = 2
-EVENTS_FILE = "events.jsonl"
 
 
 def user_cache_dir() -> Path:
@@ -136,7 +133,7 @@ class RunStore:
     root : path
         Cache folder; may be shared by processes and hosts (a shared file system).
     events_max_bytes : int
-        ``events.jsonl`` is rotated once it is larger (see :meth:`log`).
+        ``events.jsonl`` is rotated once it is larger (:mod:`npdl.run.events`).
     events_kept : int
         Rotated event files kept (``events.jsonl.1`` .. ``events.jsonl.<events_kept>``).
     """
@@ -148,8 +145,8 @@ class RunStore:
         events_kept: int = EVENTS_KEPT,
     ):
         self.root = Path(root)
-        self.events_max_bytes, self.events_kept = events_max_bytes, events_kept
         (self.root / "trials").mkdir(parents=True, exist_ok=True)
+        self.event_log = EventLog(self.root, events_max_bytes, events_kept)
 
     # -- paths ----------------------------------------------------------------------
     def lineage_dir(self, lineage: str) -> Path:
@@ -262,20 +259,9 @@ class RunStore:
             return None
 
     # -- events ---------------------------------------------------------------------
-    def event_files(self) -> list[Path]:
-        """The event log's files that exist, oldest first: ``events.jsonl.<kept>`` ..
-        ``events.jsonl.1``, then ``events.jsonl``."""
-        names = [f"{EVENTS_FILE}.{n}" for n in range(self.events_kept, 0, -1)] + [EVENTS_FILE]
-        return [self.root / name for name in names if (self.root / name).is_file()]
-
     def log(self, event: str, lineage: str, epochs: int, **details) -> None:
         """Append one event line (hit, miss, resume, store, failed, corrupt, pruned) to
-        ``events.jsonl``; rotate the log once it is past ``events_max_bytes``.
-
-        Appenders hold ``events.lock`` shared and a rotation holds it exclusively, so no
-        process has the log open while it is renamed: a line lands whole in the current
-        file, never in a file being dropped.
-        """
+        the store's event log (:class:`~npdl.run.events.EventLog`)."""
         record = {
             "event": event,
             "lineage": lineage,
@@ -284,68 +270,11 @@ class RunStore:
             "time": round(time.time(), 3),
             **details,
         }
-        # One short O_APPEND write per line: concurrent writers do not interleave.
-        line = (json.dumps(record, sort_keys=True) + "\n").encode()
-        with self._events_lock(exclusive=False):
-            fd = os.open(self.root / EVENTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, line)
-                size = os.fstat(fd).st_size
-            finally:
-                os.close(fd)
-        if size > self.events_max_bytes:
-            self._rotate_events()
-
-    def _rotate_events(self) -> None:
-        """``events.jsonl`` -> ``.1`` -> ``.2`` ..., the oldest beyond ``events_kept``
-        dropped; a no-op if another process rotated first."""
-        with self._events_lock(exclusive=True):
-            current = self.root / EVENTS_FILE
-            try:
-                if current.stat().st_size <= self.events_max_bytes:
-                    return  # rotated by another process while this one waited
-            except FileNotFoundError:
-                return
-            # Tolerant of files vanishing: without locks (see _events_lock) two
-            # processes may rotate at once, and a log line must never fail a run.
-            with contextlib.suppress(FileNotFoundError):
-                if self.events_kept < 1:
-                    current.unlink()
-                    return
-                for number in range(self.events_kept, 1, -1):
-                    older = self.root / f"{EVENTS_FILE}.{number - 1}"
-                    with contextlib.suppress(FileNotFoundError):
-                        os.replace(older, self.root / f"{EVENTS_FILE}.{number}")
-                os.replace(current, self.root / f"{EVENTS_FILE}.1")
-
-    @contextlib.contextmanager
-    def _events_lock(self, exclusive: bool) -> Iterator[None]:
-        """``events.lock``: shared by appenders and readers, exclusive for a rotation.
-        Without locks (not POSIX, or a file system that refuses them) it goes on
-        unlocked: a line may then land in a file a concurrent rotation drops."""
-        fd = None
-        if fcntl is not None:
-            try:
-                fd = os.open(self.root / "events.lock", os.O_RDWR | os.O_CREAT, 0o666)
-                fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            except OSError:
-                if fd is not None:
-                    os.close(fd)
-                fd = None
-        try:
-            yield
-        finally:
-            if fd is not None:
-                os.close(fd)
+        self.event_log.append(record)
 
     def events(self) -> list[dict]:
         """Every logged event still kept (the rotated files' first), oldest first."""
-        texts = []
-        with self._events_lock(exclusive=False):
-            for path in self.event_files():
-                with contextlib.suppress(FileNotFoundError):  # rotated meanwhile (no locks)
-                    texts.append(path.read_text())
-        return [json.loads(line) for text in texts for line in text.splitlines() if line.strip()]
+        return self.event_log.read()
 
     # -- finished runs --------------------------------------------------------------
     def load_result(self, lineage: str, epochs: int) -> dict | None:
