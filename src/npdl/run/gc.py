@@ -423,6 +423,8 @@ def enforce_limit(
     protected = referenced(parts, models_dirs) | registered | set(keep)
     report = collect(store, max_bytes=int(max_gb * 1e9), keep=protected)
     report.projects, report.forgotten = projects, forgotten
+    for project in forgotten:
+        log.info("run store %s: forgot project %s (folder gone)", store.root, project.workspace)
     if report.removed:
         log.info(
             "run store %s trimmed to %s (limit %s): %d parts removed",
