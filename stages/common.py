@@ -32,11 +32,19 @@ def project_path(relative: str) -> Path:
 
 def run_store(cfg: PipelineConfig):
     """The run store: ``paths.run_store`` (from the project root), else
-    ``$NPDL_RUN_STORE``, else the user's cache folder; shared by every workspace."""
+    ``$NPDL_RUN_STORE``, else the user's cache folder; shared by every workspace. This
+    workspace is registered in it, so that a gc run from elsewhere keeps what its
+    models came from (``npdl cache projects``)."""
     from npdl.run import RunStore
+    from npdl.run.projects import register_project
     from npdl.run.store import store_root
 
-    return RunStore(store_root(cfg.paths.run_store, PROJECT_ROOT))
+    store = RunStore(store_root(cfg.paths.run_store, PROJECT_ROOT))
+    try:
+        register_project(store, PROJECT_ROOT, [project_path(cfg.paths.models)])
+    except OSError as error:  # a read-only store still serves hits
+        print(f"warning: cannot register {PROJECT_ROOT} in {store.root}: {error}", file=sys.stderr)
+    return store
 
 
 def bound_run_store(cfg: PipelineConfig, store) -> None:

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 from npdl import ClassificationNet, Relu
 from npdl.data.normalization import fit_standardization, write_normalization
 from npdl.data.prepared import PreparedData, write_prepared
-from npdl.run.gc import collect, inventory, parse_age, parse_size, referenced
+from npdl.run.gc import collect, drop_checkpoints, inventory, parse_age, parse_size, referenced
 from npdl.run.store import STORE_ENV, RunStore, store_root
 from npdl.run.training import code_hash
 
@@ -30,7 +31,7 @@ def make_lineage(store, lineage, budgets, code=None, checkpoint=True, age=0.0):
     store.describe(lineage, {"code": code, "training": None})
     used = time.time() - age
     for epochs in budgets:
-        seed = sum(map(ord, lineage)) + epochs  # every entry's model differs
+        seed = zlib.crc32(f"{lineage}@{epochs}".encode())  # every entry's model differs
         model = ClassificationNet(Relu(), input_size=12, hidden_size=[8], rng=seed)
         store.store_result(lineage, epochs, {"status": "ok", "epochs": epochs, "code": code}, model)
         os.utime(store.entry_dir(lineage, epochs), (used, used))
@@ -147,6 +148,29 @@ def test_referenced_entries_are_the_leaderboards_rows_and_the_models_entry(store
     # The model file is a hard link to (or a copy of) an entry's model.
     (models / "model.npz").write_bytes(store.model_path("othercode", 2).read_bytes())
     assert referenced(inventory(store), [models]) == {("old", 2), ("recent", 1), ("othercode", 2)}
+
+
+def test_a_search_drops_only_finished_checkpoints_it_left_and_nobody_holds(tmp_path):
+    store = RunStore(tmp_path / "store")
+    for lineage in ("eliminated", "carried", "held"):
+        make_lineage(store, lineage, [1])  # a result at 1 epoch, a checkpoint after epoch 1
+    make_lineage(store, "unfinished", [])  # killed or failed at 1 epoch: no result yet
+    # Another run carried this lineage on to 3 epochs: its checkpoint is not the search's.
+    store.store_checkpoint("carried", {"W1": np.zeros(200), "position": np.array([3])})
+    asked = dict.fromkeys(("eliminated", "carried", "held", "unfinished"), 1)
+    with store.holding("held"):
+        report = drop_checkpoints(store, asked, "eliminated below 3 epochs")
+    assert [part.lineage for part, _ in report.removed] == ["eliminated"]
+    assert report.busy == {"held"}
+    assert not store.checkpoint_path("eliminated").exists()
+    for lineage in ("carried", "held", "unfinished"):
+        assert store.checkpoint_path(lineage).is_file()
+    # The result stays, whole.
+    assert store.load_result("eliminated", 1)["epochs"] == 1
+    assert store.verify()[1] == [] and list(store.root.glob("trials/*/.*")) == []
+    (event,) = [e for e in store.events() if e["event"] == "pruned"]
+    assert event["lineage"] == "eliminated" and event["from_epoch"] == 1
+    assert event["reason"] == "eliminated below 3 epochs"
 
 
 def test_sizes_and_ages_read_as_people_write_them():

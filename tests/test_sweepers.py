@@ -14,6 +14,7 @@ import pytest
 
 from conftest import SHARED_ARCHIVE, start_killable, write_real_subset
 from npdl.io import load_json
+from npdl.run.store import RunStore
 from npdl.threads import threads_per_worker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,6 +199,65 @@ def test_halving_promotes_the_top_third_and_resumes(data_dir, tmp_path):
     assert {k: float(v) for k, v in best["overrides"].items()} == {
         k: float(v) for k, v in winner.items()
     }
+
+
+def checkpoints(cache) -> set:
+    """Lineages with a checkpoint in the store."""
+    return {path.parent.name for path in cache.glob("trials/*/checkpoint.npz")}
+
+
+def test_halving_drops_eliminated_checkpoints_keeps_results_and_a_grown_search_retrains(
+    data_dir, tmp_path
+):
+    cache = tmp_path / "cache"
+    run_sweep(data_dir, cache, tmp_path / "h", *HALVING_9_TO_3, *SPACE)
+    rows = leaderboard(tmp_path / "h")
+    top = {r["lineage"] for r in rows if r["budget"] == "3"}
+    eliminated = {r["lineage"] for r in rows} - top
+    assert len(top) == 3 and len(eliminated) == 6
+    # Only the top rung's checkpoints are left; every trial's result and model stays.
+    assert checkpoints(cache) == top
+    store = RunStore(cache)
+    for row in rows:
+        assert store.load_result(row["lineage"], int(row["budget"]))["status"] == "ok"
+        assert store.model_path(row["lineage"], int(row["budget"])).is_file()
+    pruned = events(cache, "pruned")
+    assert {e["lineage"] for e in pruned} == eliminated
+    assert {(e["epochs"], e["from_epoch"]) for e in pruned} == {(1, 1)}
+
+    # Rerun: every trial a hit, nothing left to drop. Grown to 18 configurations: a
+    # trial eliminated before and promoted now trains its 3 epochs from scratch; a new
+    # one resumes from this search's 1-epoch checkpoint.
+    run_sweep(data_dir, cache, tmp_path / "again", *HALVING_9_TO_3, *SPACE)
+    assert len(events(cache, "pruned")) == 6
+    before = len(events(cache))
+    run_sweep(
+        data_dir, cache, tmp_path / "grown", *HALVING_9_TO_3, "hydra.sweeper.n_configs=18", *SPACE
+    )
+    grown = events(cache)[before:]
+    promoted = {r["lineage"] for r in leaderboard(tmp_path / "grown") if r["budget"] == "3"}
+    assert len(promoted) == 6
+    stored = {e["lineage"]: e["resumed_from"] for e in grown if e["event"] == "store"}
+    hits = {e["lineage"] for e in grown if e["event"] == "hit" and e["epochs"] == 3}
+    assert hits == promoted & top
+    assert promoted & eliminated  # (one here: the case this checks)
+    assert {lineage: stored[lineage] for lineage in promoted & eliminated} == dict.fromkeys(
+        promoted & eliminated
+    )
+    assert {stored[lineage] for lineage in promoted - top - eliminated} <= {1}
+    assert checkpoints(cache) == promoted
+
+    # hydra.sweeper.keep_checkpoints=true keeps them: the same growth resumes instead.
+    kept = tmp_path / "kept"
+    run_sweep(
+        data_dir,
+        kept,
+        tmp_path / "k",
+        *HALVING_9_TO_3,
+        "hydra.sweeper.keep_checkpoints=true",
+        *SPACE,
+    )
+    assert len(checkpoints(kept)) == 9 and events(kept, "pruned") == []
 
 
 def test_resumed_trial_equals_uninterrupted_training(data_dir, tmp_path):

@@ -7,7 +7,11 @@
 - ``npdl cache gc (--max-size 2GB | --older-than 30d) [--keep-referenced] [--dry-run]``:
   removes parts by the policy of :mod:`npdl.run.gc`, never any of a lineage a process
   holds, and with ``--keep-referenced`` never an entry that ``models/tune/leaderboard.csv``
-  or ``models/model.npz`` came from; ``--dry-run`` prints what it would remove;
+  or ``models/model.npz`` came from, of this workspace and of every project registered
+  in the store (:mod:`npdl.run.projects`); projects whose folder is gone are forgotten;
+  ``--dry-run`` prints what it would remove;
+- ``npdl cache projects``: the workspaces registered in the store, their last use and
+  whether they are still there;
 - ``npdl cache verify [--set-aside]``: checks every finished trial and checkpoint
   against the sha256 recorded when it was written; exit 1 if any fails.
 
@@ -21,9 +25,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .run.gc import (
+    Part,
     collect,
     format_age,
     format_size,
@@ -31,8 +37,9 @@ from .run.gc import (
     parse_age,
     parse_size,
     referenced,
-    summarize,
+    registered_references,
 )
+from .run.projects import forget_gone, registered_projects
 from .run.store import RunStore, store_root
 from .run.training import code_hash
 
@@ -49,14 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
     verify = cache_commands.add_parser(
         "verify", help="check every entry and checkpoint against its recorded sha256"
     )
-    for command in (listing, usage, gc, verify):
+    projects = cache_commands.add_parser(
+        "projects", help="the workspaces registered in the store (kept by --keep-referenced)"
+    )
+    for command in (listing, usage, gc, verify, projects):
         command.add_argument("--store", type=Path, default=None, help=store_help)
     gc.add_argument("--max-size", type=_size, help="bring the store under this size (2GB, 500MB)")
     gc.add_argument("--older-than", type=_age, help="remove parts unused for longer (30d, 12h)")
     gc.add_argument(
         "--keep-referenced",
         action="store_true",
-        help="never remove an entry the workspace's leaderboard or model came from",
+        help="never remove an entry that the leaderboard or model of this workspace or of a "
+        "registered project came from",
     )
     gc.add_argument(
         "--models",
@@ -71,6 +82,64 @@ def build_parser() -> argparse.ArgumentParser:
         help="move what fails into the store's corrupt/ folder (a run would retrain it)",
     )
     return parser
+
+
+@dataclass
+class LineageSummary:
+    """One line of ``npdl cache ls``."""
+
+    lineage: str
+    epochs: list[int]  # budgets of its finished entries
+    checkpoint: bool
+    size: int
+    used: float  # its most recent use
+    statuses: list[str]  # of its entries
+    code: str  # 'current', 'other' (another version of the library) or 'unknown'
+    in_use: bool
+    config: str  # a summary of its training configuration ('-' if unknown)
+
+
+def summarize(store: RunStore, parts: list[Part]) -> list[LineageSummary]:
+    """Per-lineage view of ``parts`` (from :func:`inventory`), most recently used first."""
+    current = code_hash()
+    by_lineage: dict[str, list[Part]] = {}
+    for part in parts:
+        if part.lineage is not None and part.kind != "failure":
+            by_lineage.setdefault(part.lineage, []).append(part)
+    rows = []
+    for lineage, own in by_lineage.items():
+        entries = sorted((p for p in own if p.kind == "entry"), key=lambda p: p.epochs or 0)
+        code = next((p.code for p in own if p.code), None)
+        description = store.description(lineage) or {}
+        rows.append(
+            LineageSummary(
+                lineage=lineage,
+                epochs=[p.epochs for p in entries if p.epochs is not None],
+                checkpoint=any(p.kind == "checkpoint" for p in own),
+                size=sum(p.size for p in own),
+                used=max(p.used for p in own),
+                statuses=sorted({p.status or "?" for p in entries}),
+                code="unknown" if code is None else ("current" if code == current else "other"),
+                in_use=store.in_use(lineage),
+                config=config_summary(description.get("training")),
+            )
+        )
+    return sorted(rows, key=lambda row: -row.used)
+
+
+def config_summary(training: dict | None) -> str:
+    """``[64] relu bn dropout=0.2 | adam lr=0.001 wd=0.05 | bs=64 cosine fraction=0.25``."""
+    if not training:
+        return "-"
+    model, opt, solver = training["model"], training["optimizer"], training["solver"]
+    net = f"{model['hidden_size']} {model['activation']}" + (" bn" if model["batch_norm"] else "")
+    net = (f"pca{model['input_pca']}-" if model.get("input_pca") else "") + net
+    net += f" dropout={model['dropout']:g}" + (f" reg={model['reg']:g}" if model["reg"] else "")
+    optimizer = f"{opt['name']} lr={opt['lr']:g} wd={opt.get('weight_decay', 0):g}"
+    loop = f"bs={solver['batch_size']} {solver['schedule']}"
+    if solver.get("train_fraction", 1) != 1:
+        loop += f" fraction={solver['train_fraction']:g}"
+    return f"{net} | {optimizer} | {loop}"
 
 
 def _size(text: str) -> int:
@@ -139,9 +208,22 @@ def disk_usage(store: RunStore) -> int:
     print(f"{'other code':13} {format_size(sum(p.size for p in other)):>10}  ({len(other)})")
     total = sum(part.size for part in parts)
     print(f"{'total':13} {format_size(total):>10}  {store.root}")
-    events = store.root / "events.jsonl"  # the log: not a part, never trimmed
-    if events.is_file():
-        print(f"{'(events log)':13} {format_size(events.stat().st_size):>10}  {events}")
+    files = store.event_log.files()  # the log: not a part; rotated, not trimmed by gc
+    if files:
+        size = sum(path.stat().st_size for path in files)
+        print(f"{'(events log)':13} {format_size(size):>10}  ({len(files)} files)")
+    return 0
+
+
+def list_projects(store: RunStore) -> int:
+    now, projects = time.time(), registered_projects(store)
+    for project in projects:
+        models = ", ".join(map(str, project.models))
+        print(
+            f"{project.state:9}  {format_age(now - project.used):>4}  {project.host}:"
+            f"{project.workspace}  (models: {models})"
+        )
+    print(f"{len(projects)} projects registered in {store.root}")
     return 0
 
 
@@ -149,11 +231,17 @@ def collect_garbage(store: RunStore, args: argparse.Namespace) -> int:
     if args.max_size is None and args.older_than is None:
         print("error: npdl cache gc needs --max-size and/or --older-than", file=sys.stderr)
         return 2
-    keep = set()
+    forgotten = forget_gone(store, dry_run=args.dry_run)
+    keep, projects = set(), []
     if args.keep_referenced:
-        keep = referenced(inventory(store), args.models or [Path("models")])
+        parts = inventory(store)
+        registered, projects = registered_references(store, parts)
+        keep = referenced(parts, args.models or [Path("models")]) | registered
     report = collect(store, args.max_size, args.older_than, keep, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
+    for project in forgotten:
+        forget = "would forget" if args.dry_run else "forgot"
+        print(f"{forget} project {project.workspace} (its folder is gone or no project)")
     for part, why in report.removed:
         name = part.path.relative_to(store.root)
         print(f"{verb} {part.kind} {name} ({format_size(part.size)}, {why})")
@@ -164,7 +252,7 @@ def collect_garbage(store: RunStore, args: argparse.Namespace) -> int:
     if args.max_size is not None:
         summary += f" (limit {format_size(args.max_size)})"
     if args.keep_referenced:
-        summary += f"; kept {report.kept} referenced entries"
+        summary += f"; kept {report.kept} referenced entries ({len(projects)} projects)"
     if report.busy:
         summary += f"; left {len(report.busy)} lineages in use alone"
     print(summary + ("; nothing was removed (dry run)" if args.dry_run else ""))
@@ -195,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         return disk_usage(store)
     if args.cache_command == "gc":
         return collect_garbage(store, args)
+    if args.cache_command == "projects":
+        return list_projects(store)
     return verify_store(store, args.set_aside)
 
 

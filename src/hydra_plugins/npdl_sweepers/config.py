@@ -56,6 +56,10 @@ class RungsConf(SearchConf):
     #: Eliminated configurations trained to max_epochs afterwards, to count how many
     #: would have beaten the winner (a check of the early rungs' judgement).
     audit: int = 0
+    #: Keep the run store's checkpoints of eliminated trials (by default removed when the
+    #: search ends; their results stay): a grown search then resumes a trial it promotes
+    #: further instead of training it from scratch.
+    keep_checkpoints: bool = False
 
 
 @dataclass

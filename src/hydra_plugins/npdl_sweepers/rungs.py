@@ -3,7 +3,9 @@ and BOHB.
 
 Each compares configurations at growing epoch budgets (rungs); a promoted trial
 resumes from its checkpoint in the run store. All three keep the configured values to
-the top rung, and can audit their eliminations (``audit``).
+the top rung, and can audit their eliminations (``audit``). At the end the checkpoints
+of the trials that did not reach ``max_epochs`` are removed from the store
+(``keep_checkpoints=true`` keeps them, for a search to be grown later).
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ class HalvingSweeper(_SearchSweeper):
         epochs_key: str = "solver.epochs",
         horizon_key: str | None = "solver.schedule_epochs",
         audit: int = 0,
+        keep_checkpoints: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.keep_checkpoints = keep_checkpoints
         if audit < 0:
             raise ValueError(f"hydra.sweeper.audit must be >= 0, got {audit}")
         self.audit_size = audit
@@ -53,6 +57,9 @@ class HalvingSweeper(_SearchSweeper):
             return None
         self.run_audit(points, result.records, result.best)
         return {k: format_value(v) for k, v in points[result.best[0]].items()}
+
+    def top_budget(self) -> int | None:
+        return self.max_epochs
 
     def run_audit(self, points: list[dict], records, best) -> None:
         """Train ``audit`` randomly chosen eliminated configurations to ``max_epochs``

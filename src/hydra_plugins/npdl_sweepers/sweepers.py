@@ -6,10 +6,12 @@ override grammar: ``choice(...)``, ``range(...)``, ``a,b,c``, ``interval(a,b)``,
 ``tag(log, interval(a,b))``; other overrides are passed to every trial. Trials run
 through the configured launcher, so ``hydra/launcher=joblib`` parallelises any search.
 Each trial's task function returns its metrics dict (``status``, ``val_acc``,
-``val_loss``, ``epochs``, ``resumed_from``, ``seconds``, ``cache_hit``); at the end the
-sweeper writes ``leaderboard.csv``, ``leaderboard.md``, ``best_overrides.json`` and the
-trial log ``trials.csv`` (wall time, cache hits) into the sweep folder and prints the top
-of the leaderboard.
+``val_loss``, ``epochs``, ``resumed_from``, ``seconds``, ``cache_hit``, ``lineage``,
+``budget``); at the end the sweeper writes ``leaderboard.csv``, ``leaderboard.md``,
+``best_overrides.json`` and the trial log ``trials.csv`` (wall time, cache hits) into the
+sweep folder, prints the top of the leaderboard, and (multi-fidelity searches) removes
+the run store's checkpoints of the trials it eliminated
+(:meth:`_SearchSweeper.drop_eliminated_checkpoints`).
 """
 
 from __future__ import annotations
@@ -88,6 +90,8 @@ class _SearchSweeper(Sweeper):
     """Shared machinery: parsing, launching batches, recording and reporting trials."""
 
     sampler = "search"
+    #: Keep the checkpoints of eliminated trials (multi-fidelity searches' option).
+    keep_checkpoints = False
 
     def __init__(
         self,
@@ -141,7 +145,45 @@ class _SearchSweeper(Sweeper):
         if self.progress is not None:
             self.progress.close()
         self.report(sweep_dir, best)
+        self.drop_eliminated_checkpoints()
         return self.rows
+
+    def top_budget(self) -> int | None:
+        """The budget (epochs) a trial the search did not eliminate reaches; None for
+        searches that train every trial at one budget (nothing is eliminated)."""
+        return None
+
+    def drop_eliminated_checkpoints(self) -> None:
+        """Remove from the run store the checkpoints of the trials that stopped below
+        :meth:`top_budget` (their results stay): a checkpoint only lets a longer run
+        resume, and the search did not carry these further. Lineages another process
+        holds, unfinished ones and checkpoints carried further are kept
+        (:func:`npdl.run.gc.drop_checkpoints`)."""
+        top = self.top_budget()
+        if top is None or self.keep_checkpoints:
+            return
+        reached: dict[str, int] = {}
+        for row in self.rows:
+            if row["lineage"] and isinstance(row["budget"], int):
+                reached[row["lineage"]] = max(reached.get(row["lineage"], 0), row["budget"])
+        eliminated = {lineage: budget for lineage, budget in reached.items() if budget < top}
+        if not eliminated:
+            return
+        from npdl.run.gc import drop_checkpoints, format_size
+        from npdl.run.store import RunStore, store_root
+
+        # The trials' store: paths.run_store from the project root (the current folder).
+        configured = OmegaConf.select(self.config, "paths.run_store", default=None)
+        root = store_root(configured, Path.cwd())
+        if not (root / "trials").is_dir():
+            return
+        report = drop_checkpoints(RunStore(root), eliminated, f"eliminated below {top} epochs")
+        log.info(
+            "run store: removed the checkpoints of %d eliminated trials (%s)%s",
+            len(report.removed),
+            format_size(sum(part.size for part, _ in report.removed)),
+            f"; {len(report.busy)} in use elsewhere kept" if report.busy else "",
+        )
 
     def configured_point(self, space: dict) -> dict | None:
         """The configured values of the searched keys (override text), or None when

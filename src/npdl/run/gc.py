@@ -14,27 +14,35 @@ longer than ``older_than``:
 
 Never removed: anything of a lineage some process holds (:meth:`RunStore.holding`:
 a search or training reading or writing it), and ``keep``'s entries (see
-:func:`referenced`). A part is renamed to a hidden name before it is deleted, so a
-reader sees it whole or not at all; a gc killed half-way leaves a leftover that the
-next gc (or writer) removes.
+:func:`referenced`, and :func:`registered_references` for every project registered in
+the store). A part is renamed to a hidden name before it is deleted, so a reader sees
+it whole or not at all; a gc killed half-way leaves a leftover that the next gc (or
+writer) removes.
+
+At the end of a multi-fidelity search the sweeper removes the checkpoints of the trials
+it eliminated (:func:`drop_checkpoints`), by the same claim and rename: their results
+stay, and a search that promotes one of them later trains it from scratch.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import logging
 import os
 import re
 import shutil
 import socket
 import time
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..io import load_json, remove_stale_staging, staging_prefix
-from .store import LINEAGE_FILE, MANIFEST, RunStore, file_digest
+from .projects import Project, References, forget_gone, project_references, workspace_references
+from .store import LINEAGE_FILE, MANIFEST, RunStore
 from .training import code_hash
 
 log = logging.getLogger("npdl.run")
@@ -197,20 +205,70 @@ def referenced(parts: Iterable[Part], models_dirs: Iterable[str | os.PathLike]) 
     """Entries ``(lineage, epochs)`` that a workspace's outputs came from: every row of
     ``<models>/tune/leaderboard.csv`` (its ``lineage`` and ``budget`` columns) and the
     entry whose model file is ``<models>/model.npz`` (same sha256), for each folder."""
-    entries = [part for part in parts if part.kind == "entry"]
-    keep = set()
-    for folder in map(Path, models_dirs):
-        board = folder / "tune" / "leaderboard.csv"
-        with contextlib.suppress(OSError), open(board, newline="") as handle:
-            for row in csv.DictReader(handle):
-                budget = row.get("budget") or ""
-                if row.get("lineage") and budget.isdigit():
-                    keep.add((row["lineage"], int(budget)))
-        model = folder / "model.npz"
-        if model.is_file():
-            digest = file_digest(model)
-            keep |= {(p.lineage, p.epochs) for p in entries if p.model_digest == digest}
-    return keep
+    return resolve(parts, workspace_references(models_dirs))
+
+
+def resolve(parts: Iterable[Part], refs: References) -> set:
+    """The entries ``(lineage, epochs)`` of ``refs``: its entries, and those whose model
+    file has one of its digests."""
+    by_model = {
+        (p.lineage, p.epochs)
+        for p in parts
+        if p.kind == "entry" and p.model_digest in refs.model_digests
+    }
+    return set(refs.entries) | by_model
+
+
+def registered_references(store: RunStore, parts: Iterable[Part]) -> tuple[set, list[Project]]:
+    """The entries every live project registered in ``store`` references (see
+    :mod:`.projects`), and those projects."""
+    refs, live = project_references(store)
+    return resolve(parts, refs), live
+
+
+def drop_checkpoints(store: RunStore, reached: dict[str, int], why: str) -> Collection:
+    """Remove the checkpoint of each lineage of ``reached`` (lineage -> the budget its
+    training stopped at, e.g. the rung a search eliminated it at), under its claim.
+
+    Kept: the checkpoint of a lineage some process holds (``busy``), of one without a
+    finished entry at that budget (a failed or killed run: a rerun resumes it), and one
+    at a later epoch than that budget (another run carried the lineage further). Each
+    removal is logged as a ``pruned`` event.
+    """
+    report = Collection()
+    for lineage, budget in sorted(reached.items()):
+        path = store.checkpoint_path(lineage)
+        if not path.is_file():
+            continue
+        with store.claiming(lineage) as claimed:
+            if not claimed:
+                report.busy.add(lineage)
+                continue
+            if not (store.entry_dir(lineage, budget) / "result.json").is_file():
+                continue
+            position = checkpoint_epoch(path)
+            if position is None or position > budget:
+                continue
+            part = Part("checkpoint", path, lineage, None, tree_size(path), _mtime(path))
+            hidden = path.with_name(f"{staging_prefix(path)}gc")
+            try:
+                os.rename(path, hidden)
+            except FileNotFoundError:
+                continue
+            _delete_path(hidden)
+        report.removed.append((part, why))
+        store.log("pruned", lineage, budget, from_epoch=position, reason=why)
+    return report
+
+
+def checkpoint_epoch(path: Path) -> int | None:
+    """The epoch a checkpoint holds the state after (its ``position``), or None if it
+    cannot be read."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return int(archive["position"][0])
+    except (OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile):
+        return None
 
 
 @dataclass
@@ -220,6 +278,8 @@ class Collection:
     removed: list[tuple[Part, str]] = field(default_factory=list)  # (part, why)
     busy: set = field(default_factory=set)  # lineages held by another process
     kept: int = 0  # referenced entries kept
+    projects: list = field(default_factory=list)  # live registered projects whose entries it kept
+    forgotten: list = field(default_factory=list)  # projects forgotten (folder gone)
     size_before: int = 0
     size_after: int = 0
 
@@ -353,12 +413,18 @@ def enforce_limit(
     store: RunStore, max_gb: float | None, models_dirs: Iterable[str | os.PathLike], keep=()
 ) -> Collection | None:
     """Trim ``store`` to ``max_gb`` gigabytes (``paths.run_store_max_gb``; None: no
-    limit) keeping what the workspaces' ``models_dirs`` came from and ``keep``."""
+    limit) keeping what the workspaces' ``models_dirs`` and every live registered
+    project came from, and ``keep``; projects whose folder is gone are forgotten."""
     if max_gb is None:
         return None
+    forgotten = forget_gone(store)
     parts = inventory(store)
-    protected = referenced(parts, models_dirs) | set(keep)
+    registered, projects = registered_references(store, parts)
+    protected = referenced(parts, models_dirs) | registered | set(keep)
     report = collect(store, max_bytes=int(max_gb * 1e9), keep=protected)
+    report.projects, report.forgotten = projects, forgotten
+    for project in forgotten:
+        log.info("run store %s: forgot project %s (folder gone)", store.root, project.workspace)
     if report.removed:
         log.info(
             "run store %s trimmed to %s (limit %s): %d parts removed",
@@ -368,64 +434,6 @@ def enforce_limit(
             len(report.removed),
         )
     return report
-
-
-@dataclass
-class LineageSummary:
-    """One line of ``npdl cache ls``."""
-
-    lineage: str
-    epochs: list[int]  # budgets of its finished entries
-    checkpoint: bool
-    size: int
-    used: float  # its most recent use
-    statuses: list[str]  # of its entries
-    code: str  # 'current', 'other' (another version of the library) or 'unknown'
-    in_use: bool
-    config: str  # a summary of its training configuration ('-' if unknown)
-
-
-def summarize(store: RunStore, parts: list[Part]) -> list[LineageSummary]:
-    """Per-lineage view of ``parts`` (from :func:`inventory`), most recently used first."""
-    current = code_hash()
-    by_lineage: dict[str, list[Part]] = {}
-    for part in parts:
-        if part.lineage is not None and part.kind != "failure":
-            by_lineage.setdefault(part.lineage, []).append(part)
-    rows = []
-    for lineage, own in by_lineage.items():
-        entries = sorted((p for p in own if p.kind == "entry"), key=lambda p: p.epochs or 0)
-        code = next((p.code for p in own if p.code), None)
-        description = store.description(lineage) or {}
-        rows.append(
-            LineageSummary(
-                lineage=lineage,
-                epochs=[p.epochs for p in entries if p.epochs is not None],
-                checkpoint=any(p.kind == "checkpoint" for p in own),
-                size=sum(p.size for p in own),
-                used=max(p.used for p in own),
-                statuses=sorted({p.status or "?" for p in entries}),
-                code="unknown" if code is None else ("current" if code == current else "other"),
-                in_use=store.in_use(lineage),
-                config=config_summary(description.get("training")),
-            )
-        )
-    return sorted(rows, key=lambda row: -row.used)
-
-
-def config_summary(training: dict | None) -> str:
-    """``[64] relu bn dropout=0.2 | adam lr=0.001 wd=0.05 | bs=64 cosine fraction=0.25``."""
-    if not training:
-        return "-"
-    model, opt, solver = training["model"], training["optimizer"], training["solver"]
-    net = f"{model['hidden_size']} {model['activation']}" + (" bn" if model["batch_norm"] else "")
-    net = (f"pca{model['input_pca']}-" if model.get("input_pca") else "") + net
-    net += f" dropout={model['dropout']:g}" + (f" reg={model['reg']:g}" if model["reg"] else "")
-    optimizer = f"{opt['name']} lr={opt['lr']:g} wd={opt.get('weight_decay', 0):g}"
-    loop = f"bs={solver['batch_size']} {solver['schedule']}"
-    if solver.get("train_fraction", 1) != 1:
-        loop += f" fraction={solver['train_fraction']:g}"
-    return f"{net} | {optimizer} | {loop}"
 
 
 _SIZE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}

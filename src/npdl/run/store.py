@@ -4,13 +4,16 @@ It lives outside any workspace (:func:`store_root`: ``$NPDL_RUN_STORE``, else th
 user's cache folder), so every workspace, clone and queued DVC experiment of a machine
 shares it, and hosts share one on a shared file system. Layout under its root::
 
-    events.jsonl                       one JSON line per hit, miss, resume, store, failed, corrupt
+    events.jsonl                       one JSON line per hit, miss, resume, store, failed,
+                                       corrupt, pruned; rotated past 4 MB into
+    events.jsonl.1, events.jsonl.2     older lines, .1 the more recent (:mod:`.events`)
     trials/<lineage>/lineage.json      what the lineage is: training config, code and data hash
     trials/<lineage>/checkpoint.npz    latest training state of a lineage (resume)
     trials/<lineage>/epochs-<E>/       a finished run: result.json, model.npz, manifest.json
     failures/<lineage>/epochs-<E>.json the last failure of a run (traceback); never a hit
     corrupt/                           entries and checkpoints that failed verification
     locks/<lineage>.lock               held (shared) by every process using the lineage
+    projects/<key>.json                a workspace that uses the store (:mod:`.projects`)
 
 A *lineage* is a training configuration without its epoch budget (but with its
 learning-rate schedule's horizon) on given data with given library code (see
@@ -50,7 +53,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import load_json, load_npz, make_staging_folder, remove_stale_staging, save_json, save_npz
+from ..io import (
+    arrays_digest,
+    load_json,
+    load_npz,
+    make_staging_folder,
+    remove_stale_staging,
+    save_json,
+    save_npz,
+)
+from .events import EVENTS_KEPT, EVENTS_MAX_BYTES, EventLog
 
 try:
     import fcntl
@@ -103,16 +115,6 @@ def file_digest(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
-    """sha256 of named arrays: each name, dtype, shape and bytes, in name order."""
-    digest = hashlib.sha256()
-    for name in sorted(arrays):
-        value = np.ascontiguousarray(arrays[name])
-        digest.update(f"{name}|{value.dtype.str}|{value.shape}|".encode())
-        digest.update(value.data if value.size else b"")
-    return digest.hexdigest()
-
-
 @dataclass
 class Problem:
     """A part of the store that failed verification."""
@@ -128,11 +130,21 @@ class RunStore:
     ----------
     root : path
         Cache folder; may be shared by processes and hosts (a shared file system).
+    events_max_bytes : int
+        ``events.jsonl`` is rotated once it is larger (:mod:`npdl.run.events`).
+    events_kept : int
+        Rotated event files kept (``events.jsonl.1`` .. ``events.jsonl.<events_kept>``).
     """
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        events_max_bytes: int = EVENTS_MAX_BYTES,
+        events_kept: int = EVENTS_KEPT,
+    ):
         self.root = Path(root)
         (self.root / "trials").mkdir(parents=True, exist_ok=True)
+        self.event_log = EventLog(self.root, events_max_bytes, events_kept)
 
     # -- paths ----------------------------------------------------------------------
     def lineage_dir(self, lineage: str) -> Path:
@@ -246,8 +258,8 @@ class RunStore:
 
     # -- events ---------------------------------------------------------------------
     def log(self, event: str, lineage: str, epochs: int, **details) -> None:
-        """Append one event line (hit, miss, resume, store, failed, corrupt) to
-        ``events.jsonl``."""
+        """Append one event line (hit, miss, resume, store, failed, corrupt, pruned) to
+        the store's event log (:class:`~npdl.run.events.EventLog`)."""
         record = {
             "event": event,
             "lineage": lineage,
@@ -256,20 +268,11 @@ class RunStore:
             "time": round(time.time(), 3),
             **details,
         }
-        # One short O_APPEND write per line: concurrent writers do not interleave.
-        line = (json.dumps(record, sort_keys=True) + "\n").encode()
-        fd = os.open(self.root / "events.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+        self.event_log.append(record)
 
     def events(self) -> list[dict]:
-        """Every logged event, oldest first."""
-        path = self.root / "events.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        """Every logged event still kept (the rotated files' first), oldest first."""
+        return self.event_log.read()
 
     # -- finished runs --------------------------------------------------------------
     def load_result(self, lineage: str, epochs: int) -> dict | None:

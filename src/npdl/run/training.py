@@ -37,7 +37,14 @@ FINAL_STATUSES = ("early_stopped", "diverged")
 #: Parts of the package that cannot change what a configuration trains to (what to
 #: run, how to show it, how to trim the store): editing them keeps the store's results.
 #: A top-level name or a path inside the package.
-CODE_HASH_EXCLUDES = ("cli.py", "plots.py", "search", "run/gc.py")
+CODE_HASH_EXCLUDES = (
+    "cli.py",
+    "plots.py",
+    "search",
+    "run/events.py",
+    "run/gc.py",
+    "run/projects.py",
+)
 PACKAGE = Path(__file__).resolve().parents[1]
 
 
