@@ -210,7 +210,9 @@ def test_two_projects_share_a_store_and_a_gc_from_one_keeps_the_others(tmp_path)
     for row in rows:
         reached[row["lineage"]] = max(reached.get(row["lineage"], 0), int(row["budget"]))
         assert store.load_result(row["lineage"], int(row["budget"]))["status"] == "ok"
-    assert sorted(reached.values()) == [1, 2, 2]  # one eliminated
+    # 3 configurations at 1 epoch; the best and the configured values (one trial if the
+    # configured values are the best) at 2: one or two eliminated.
+    assert sorted(reached.values()) in ([1, 1, 2], [1, 2, 2])
     for lineage, budget in reached.items():
         assert store.checkpoint_path(lineage).is_file() == (budget == 2)
     baseline = referenced(inventory(store), [first / "models"])  # the workspace's own files
