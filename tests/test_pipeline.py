@@ -189,6 +189,7 @@ def locked_outputs(repo):
 
 
 @pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset (util-linux)")
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores to compare with 1")
 def test_forced_repro_on_one_thread_is_reproducible_to_the_byte(project):
     """The whole pipeline again from an empty run store, on one core and one BLAS thread
     where the fixture had two: the same whitening and principal components (the tiny
@@ -203,7 +204,7 @@ def test_forced_repro_on_one_thread_is_reproducible_to_the_byte(project):
     shutil.rmtree(project_store(repo))
     sh([*ONE_THREAD, "dvc", "repro", "--force"], repo)
     after = read_json(repo / "metrics/train.json"), read_json(repo / "metrics/evaluate.json")
-    assert before[0]["threads"] == 2 and after[0]["threads"] == 1
+    assert before[0]["threads"] > 1 and after[0]["threads"] == 1
     # Wall time and thread count are the figures that cannot repeat.
     for metrics in (before[0], after[0]):
         metrics.pop("seconds"), metrics.pop("threads")
