@@ -5,8 +5,6 @@ Course code needs only its import lines changed, e.g.
 "Course code" section lists one line per course module).
 """
 
-__version__ = "0.2.0"
-
 import importlib
 
 from .activations import ELU, Activation, LeakyRelu, Maxout, Relu, Sigmoid, Tanh, make_activation
@@ -51,6 +49,7 @@ from .losses import BCE, L1, MSE, CrossEntropyFromLogits, Loss
 from .network import ClassificationNet, MyOwnNetwork, load_model
 from .optimizers import SGD, Adam, Optimizer, SGDMomentum, sgd_momentum
 from .solver import Solver
+from .version import __version__
 
 #: The course's search functions, importable from ``npdl`` as from its module.
 _SEARCH_FUNCTIONS = ("findBestConfig", "grid_search", "random_search")

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
 from .activations import Activation, Relu, Sigmoid, make_activation
 from .hidden_layer import HiddenLayer
 from .io import load_npz, save_npz
 from .layers import ActivationLayer, Affine, BatchNorm, Dropout, Layer, Projection
+from .version import __version__
 
 #: Version of the model file layout; bumped on incompatible changes.
 MODEL_FORMAT = 1

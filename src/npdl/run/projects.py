@@ -39,8 +39,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import __version__
 from ..io import load_json, save_json
+from ..version import __version__
 from .store import RunStore, file_digest
 
 log = logging.getLogger("npdl.run")

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
 from ..config import PipelineConfig
 from ..data.normalization import read_normalization
 from ..data.prepared import load_manifest, load_split
 from ..io import link_or_copy
 from ..threads import get_num_threads
+from ..version import __version__
 from .build import build_training, training_config, training_metadata, training_state
 from .store import RunStore, stable_hash
 
