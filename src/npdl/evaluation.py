@@ -14,7 +14,7 @@ from .network import ClassificationNet
 def shift_images(images: np.ndarray, down: int, right: int) -> np.ndarray:
     """(N, H, W, C) images moved ``down`` rows and ``right`` columns (negative: up,
     left), zeros shifted in: the view a crop of the zero-padded image at that offset
-    gives (training's :class:`~npdl.data.transforms.RandomCrop`)."""
+    gives (training's :class:`~npdl.data.flip_crop.RandomCrop`)."""
     out = np.zeros_like(images)
     height, width = images.shape[1:3]
     rows = slice(max(down, 0), height + min(down, 0)), slice(max(-down, 0), height - max(down, 0))

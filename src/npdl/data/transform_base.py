@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["BatchTransform", "Transform", "apply_to_batch", "apply_to_one"]
+__all__ = ["BatchTransform", "Transform", "apply_to_batch", "apply_to_one", "check_batch"]
 
 
 class Transform:
@@ -75,6 +75,19 @@ class BatchTransform(Transform):
 
     def __repr__(self) -> str:
         return f"BatchTransform({self.function!r})"
+
+
+def check_batch(images: np.ndarray, transform: object) -> np.ndarray:
+    """``images`` as an array of shape ``(N, H, W, C)`` (any dtype), or ValueError naming
+    ``transform``'s class and the shape it got (one image goes through
+    :meth:`Transform.apply_one`, which makes it a batch of one)."""
+    images = np.asarray(images)
+    if images.ndim != 4:
+        raise ValueError(
+            f"{type(transform).__name__} expects a batch of shape (N, H, W, C) or one image "
+            f"of shape (H, W, C), got shape {images.shape}"
+        )
+    return images
 
 
 def _per_image_input(images: np.ndarray) -> np.ndarray:

@@ -10,10 +10,10 @@ keyword names are accepted (``RescaleTransform(range_=..., old_range=...)``,
 
 * **Never modify the input.** Datasets pass views of their stored images; an in-place
   edit would corrupt every later epoch.
-* **Keep the dtype until rescaling.** Flips and crops work on ``uint8`` directly (four
-  times less memory traffic than float32); ``RescaleTransform`` and
-  ``NormalizeTransform`` produce floating point, ``float32`` unless ``dtype`` says
-  otherwise.
+* **Keep the dtype until rescaling.** Flips and crops (:mod:`npdl.data.flip_crop`,
+  exported here too) work on ``uint8`` directly (four times less memory traffic than
+  float32); ``RescaleTransform`` and ``NormalizeTransform`` produce floating point,
+  ``float32`` unless ``dtype`` says otherwise.
 * **Vectorised over the batch.** Random choices are drawn for the whole batch at once
   from the transform's own :class:`numpy.random.Generator`; there is no per-sample
   Python loop.
@@ -42,9 +42,9 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from .flip_crop import RandomFlipCrop, _PaddedBuffer, crop_batch
+from .flip_crop import RandomCrop, RandomFlipCrop, RandomHorizontalFlip
 from .half import half_to_float
-from .transform_base import Transform, apply_to_batch, apply_to_one
+from .transform_base import Transform, apply_to_batch, apply_to_one, check_batch
 
 __all__ = [
     "AsFloat",
@@ -61,16 +61,6 @@ __all__ = [
     "prepared_transform",
     "train_transform",
 ]
-
-
-def _check_batch(images: np.ndarray, transform: object) -> np.ndarray:
-    images = np.asarray(images)
-    if images.ndim != 4:
-        raise ValueError(
-            f"{type(transform).__name__} expects a batch of shape (N, H, W, C) or one image "
-            f"of shape (H, W, C), got shape {images.shape}"
-        )
-    return images
 
 
 class RescaleTransform(Transform):
@@ -123,7 +113,7 @@ class RescaleTransform(Transform):
         numpy.ndarray
             Same shape, dtype ``self.dtype``.
         """
-        images = _check_batch(images, self)
+        images = check_batch(images, self)
         rescaled = images.astype(self.dtype)  # always a copy: the input stays intact
         rescaled -= self.dtype.type(self.in_min)
         rescaled *= self.dtype.type(self.scale)
@@ -179,7 +169,7 @@ class NormalizeTransform(Transform):
         numpy.ndarray
             Same shape, dtype ``self.dtype``.
         """
-        images = _check_batch(images, self)
+        images = check_batch(images, self)
         if self.mean.ndim == 1 and images.shape[-1] != self.mean.shape[0]:
             raise ValueError(
                 f"NormalizeTransform has {self.mean.shape[0]} channels of mean/std but the "
@@ -268,148 +258,6 @@ class IdentityTransform(Transform):
 
     def __repr__(self) -> str:
         return "IdentityTransform()"
-
-
-class RandomHorizontalFlip(Transform):
-    """Mirror each image left-right with probability ``p``.
-
-    Parameters
-    ----------
-    p : float, default 0.5
-        Probability that an image is flipped, in ``[0, 1]``.
-    rng : int or numpy.random.Generator, optional
-        Seed or generator of the flips; None draws fresh OS entropy.
-    prob : float, optional
-        The course's name for ``p``.
-    """
-
-    def __init__(
-        self,
-        p: float = 0.5,
-        rng: int | np.random.Generator | None = None,
-        *,
-        prob: float | None = None,
-    ) -> None:
-        p = p if prob is None else prob
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"flip probability p={p} must lie in [0, 1]")
-        self.p = float(p)
-        self.rng = np.random.default_rng(rng)
-
-    @property
-    def prob(self) -> float:
-        """The flip probability (the course's name)."""
-        return self.p
-
-    def apply_batch(self, images: np.ndarray) -> np.ndarray:
-        """Flip a random subset of the batch.
-
-        Parameters
-        ----------
-        images : numpy.ndarray
-            Shape ``(N, H, W, C)``, any dtype.
-
-        Returns
-        -------
-        numpy.ndarray
-            New array, same shape and dtype; image ``i`` is ``images[i, :, ::-1]`` if
-            it was drawn for flipping, else a copy of ``images[i]``.
-        """
-        images = np.ascontiguousarray(_check_batch(images, self))
-        flip = self.draw(images.shape[0])
-        # Viewing each pixel's C values as one opaque item lets numpy move whole
-        # pixels when reversing rows, instead of C separate values: ~2x faster.
-        pixel_item = np.dtype((np.void, images.shape[-1] * images.itemsize))
-        pixels = images.view(pixel_item)[..., 0]  # (N, H, W)
-        flipped = pixels.copy()
-        flipped[flip] = pixels[flip, :, ::-1]
-        return flipped.view(images.dtype).reshape(images.shape)
-
-    def draw(self, count: int) -> np.ndarray:
-        """Indices of the images of a batch of ``count`` to flip (one draw per image)."""
-        return np.flatnonzero(self.rng.random(count) < self.p)
-
-    def __repr__(self) -> str:
-        return f"RandomHorizontalFlip(p={self.p})"
-
-
-class RandomCrop(Transform):
-    """Pad each image, then cut a window of ``size`` at a random position.
-
-    The standard CIFAR augmentation (``padding=4``, ``size=32``): the image shifts by
-    up to ``padding`` pixels in each direction, with zeros shifted in.
-
-    Parameters
-    ----------
-    size : int or (int, int), default 32
-        Output ``(height, width)``; an int means a square.
-    padding : int, default 4
-        Pixels of ``fill`` added on every side before cropping.
-    rng : int or numpy.random.Generator, optional
-        Seed or generator of the crop positions; None draws fresh OS entropy.
-    fill : scalar, default 0
-        Value of the padding pixels.
-
-    Notes
-    -----
-    The offsets are drawn uniformly over every position where the window fits inside
-    the padded image; the batch is copied into a padded work array once and the
-    windows are gathered in one fancy index (:func:`~npdl.data.flip_crop.crop_batch`).
-    """
-
-    def __init__(
-        self,
-        size: int | Sequence[int] = 32,
-        padding: int = 4,
-        rng: int | np.random.Generator | None = None,
-        fill: float = 0,
-    ) -> None:
-        if isinstance(size, int | np.integer):
-            size = (int(size), int(size))
-        self.height, self.width = (int(side) for side in size)
-        if self.height < 1 or self.width < 1:
-            raise ValueError(f"crop size {tuple(size)} must be positive")
-        if int(padding) != padding or padding < 0:
-            raise ValueError(f"padding={padding!r} must be an int >= 0")
-        self.padding = int(padding)
-        self.fill = fill
-        self.rng = np.random.default_rng(rng)
-        self._work = _PaddedBuffer()
-
-    def apply_batch(self, images: np.ndarray, flip: np.ndarray | None = None) -> np.ndarray:
-        """Crop every image of the batch at its own random offset.
-
-        Parameters
-        ----------
-        images : numpy.ndarray
-            Shape ``(N, H, W, C)``, any dtype.
-        flip : int array, optional
-            Indices of images to mirror left-right before cropping
-            (:class:`~npdl.data.flip_crop.RandomFlipCrop`).
-
-        Returns
-        -------
-        numpy.ndarray
-            Shape ``(N, size_h, size_w, C)``, same dtype:
-            ``padded[i, top[i]:top[i] + size_h, left[i]:left[i] + size_w]``.
-        """
-        images = _check_batch(images, self)
-        count, height, width, _ = images.shape
-        padded_height = height + 2 * self.padding
-        padded_width = width + 2 * self.padding
-        if self.height > padded_height or self.width > padded_width:
-            raise ValueError(
-                f"crop size {(self.height, self.width)} is larger than the padded images "
-                f"{(padded_height, padded_width)} (images {(height, width)}, padding "
-                f"{self.padding})"
-            )
-        top = self.rng.integers(0, padded_height - self.height + 1, size=count)
-        left = self.rng.integers(0, padded_width - self.width + 1, size=count)
-        size = (self.height, self.width)
-        return crop_batch(images, top, left, size, self.padding, self.fill, flip, self._work)
-
-    def __repr__(self) -> str:
-        return f"RandomCrop(size={(self.height, self.width)}, padding={self.padding})"
 
 
 # ---------------------------------------------------------------- pipeline transforms
