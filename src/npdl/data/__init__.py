@@ -7,9 +7,11 @@ One module per concept:
 - :mod:`~npdl.data.folders`: listing an ImageFolder directory ``root/<class>/<image>``.
 - :mod:`~npdl.data.archives`: listing tar/zip archives of one, and the safety checks
   on their members.
+- :mod:`~npdl.data.source_base`: the image-source contract, :class:`ImageSource` (a
+  listing plus on-demand decoding), and :class:`ArrayImageSource` (decoded already).
 - :mod:`~npdl.data.cifar`: the official CIFAR-10 python archive (restricted unpickler).
-- :mod:`~npdl.data.sources`: :class:`ImageSource` and :func:`open_image_source` over
-  all of the above.
+- :mod:`~npdl.data.sources`: :class:`FolderImageSource`, :class:`ArchiveImageSource`
+  and :func:`open_image_source` over all of the above.
 - :mod:`~npdl.data.download`: http(s) downloads with a checksum; the course's
   ``download_url`` (download, then unpack with :mod:`~npdl.data.unpacking`).
 - :mod:`~npdl.data.splits`: stratified, reproducible train/val/test splits.
@@ -47,13 +49,8 @@ from .normalization import (
     write_normalization,
 )
 from .prepared import PreparedData, load_manifest, load_split, prepare_dataset, write_prepared
-from .sources import (
-    ArchiveImageSource,
-    ArrayImageSource,
-    FolderImageSource,
-    ImageSource,
-    open_image_source,
-)
+from .source_base import ArrayImageSource, ImageSource
+from .sources import ArchiveImageSource, FolderImageSource, open_image_source
 from .splits import DEFAULT_SPLIT, split_source_indices, stratified_split, stratified_subset
 from .transform_base import BatchTransform, Transform, apply_to_batch, apply_to_one
 from .transforms import (

@@ -31,17 +31,26 @@ from typing import NamedTuple
 import numpy as np
 
 from .decoding import IMAGE_EXTENSIONS
-from .folders import _is_hidden, _is_image_name, _labels_from_counts
+from .folders import is_hidden, is_image_name, labels_from_counts
 
 __all__ = [
+    "ARCHIVE_ERRORS",
     "IN_MEMORY_TAR_BYTES",
     "MAX_MEMBER_BYTES",
+    "TarScan",
+    "archive_kind",
+    "check_member_name",
+    "check_member_size",
+    "list_archive",
     "list_image_archive",
+    "member_parts",
+    "open_decompressed",
+    "scan_tar",
 ]
 
-# Archive-level failures surface as many exception types; they are reported as one
-# ValueError naming the archive.
-_ARCHIVE_ERRORS = (
+#: The exception types a broken tar or zip archive raises while it is read; readers
+#: catch them and report one ValueError naming the archive.
+ARCHIVE_ERRORS = (
     tarfile.TarError,
     zipfile.BadZipFile,
     zlib.error,
@@ -53,10 +62,17 @@ _ARCHIVE_ERRORS = (
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
-def _check_member_name(archive: Path, member_name: str) -> None:
+def check_member_name(archive: Path, member_name: str) -> None:
     """Refuse an archive member name that is absolute or climbs out with ``..``.
 
-    Called on every member where an archive is listed, so later code can trust names.
+    Called on every member where an archive is listed or unpacked, so later code can
+    trust names.
+
+    Raises
+    ------
+    ValueError
+        If ``member_name`` starts with ``/`` or a drive letter, or has a ``..`` part,
+        naming ``archive`` and the member.
     """
     normalised = member_name.replace("\\", "/")
     if (
@@ -70,8 +86,9 @@ def _check_member_name(archive: Path, member_name: str) -> None:
         )
 
 
-def _member_parts(member_name: str) -> tuple[str, ...]:
-    """Split a (checked) member name into path parts, dropping empty and ``.`` parts."""
+def member_parts(member_name: str) -> tuple[str, ...]:
+    """Split a (checked) member name into path parts, dropping empty and ``.`` parts
+    (``"./top//cat/1.png"`` -> ``("top", "cat", "1.png")``; ``\\`` separates too)."""
     return tuple(
         part for part in member_name.replace("\\", "/").split("/") if part not in ("", ".")
     )
@@ -95,8 +112,8 @@ def _list_image_members(
     """
     images: dict[tuple[str, ...], str] = {}
     for member in files:
-        parts = _member_parts(member)
-        if parts and not any(_is_hidden(part) for part in parts) and _is_image_name(parts[-1]):
+        parts = member_parts(member)
+        if parts and not any(is_hidden(part) for part in parts) and is_image_name(parts[-1]):
             # Appending to a tar can store a name twice; the last copy is current.
             images[parts] = member
     if not images:
@@ -123,9 +140,9 @@ def _list_image_members(
     for parts in images:
         by_class.setdefault(parts[len(prefix)], []).append(parts[-1])
     for member in folders:
-        parts = _member_parts(member)
+        parts = member_parts(member)
         is_class_folder = len(parts) == len(prefix) + 1 and parts[: len(prefix)] == prefix
-        if is_class_folder and not _is_hidden(parts[-1]) and parts[-1] not in by_class:
+        if is_class_folder and not is_hidden(parts[-1]) and parts[-1] not in by_class:
             raise ValueError(
                 f"class folder {member!r} in archive {archive} holds no images; "
                 "remove it or add images"
@@ -140,7 +157,7 @@ def _list_image_members(
         names.extend(f"{class_name}/{file_name}" for file_name in files_of_class)
         members.extend(images[(*prefix, class_name, file_name)] for file_name in files_of_class)
         counts.append(len(files_of_class))
-    return _ImageFolderListing(classes, names, _labels_from_counts(counts), members)
+    return _ImageFolderListing(classes, names, labels_from_counts(counts), members)
 
 
 class _TarEntry(NamedTuple):
@@ -149,7 +166,20 @@ class _TarEntry(NamedTuple):
 
 
 @dataclass
-class _TarScan:
+class TarScan:
+    """What one pass over a tar archive found (:func:`scan_tar`).
+
+    Attributes
+    ----------
+    files : dict of str to (offset, size)
+        Every regular-file member -> where its data lies in the decompressed stream
+        (``offset``, ``size`` in bytes).
+    folders : list of str
+        The directory members.
+    captured : dict of str to bytes
+        The content of the members the scan was asked to read.
+    """
+
     files: dict[str, _TarEntry]
     folders: list[str]
     captured: dict[str, bytes]
@@ -161,7 +191,9 @@ class _TarScan:
 MAX_MEMBER_BYTES = 256 * 2**20
 
 
-def _check_member_size(archive: Path, name: str, size: int) -> None:
+def check_member_size(archive: Path, name: str, size: int) -> None:
+    """Refuse a member whose uncompressed ``size`` (bytes) is over :data:`MAX_MEMBER_BYTES`
+    (a decompression bomb), naming ``archive`` and the member ``name``: ValueError."""
     if size > MAX_MEMBER_BYTES:
         raise ValueError(
             f"archive {archive} member {name!r} claims {size:,} bytes uncompressed, over the "
@@ -169,8 +201,26 @@ def _check_member_size(archive: Path, name: str, size: int) -> None:
         )
 
 
-def _scan_tar(archive: Path, capture: Callable[[str], bool] = lambda name: False) -> _TarScan:
-    """List a tar archive in one streaming pass; read the members ``capture`` selects."""
+def scan_tar(archive: Path, capture: Callable[[str], bool] = lambda name: False) -> TarScan:
+    """List a tar archive in one streaming pass; read the members ``capture`` selects.
+
+    Parameters
+    ----------
+    archive : pathlib.Path
+        A tar archive, plain or gzip/bz2/xz-compressed.
+    capture : callable ``(member name) -> bool``, optional
+        Which regular-file members to read into :attr:`TarScan.captured` (default none).
+
+    Returns
+    -------
+    TarScan
+
+    Raises
+    ------
+    ValueError
+        If the archive cannot be read, or a member fails :func:`check_member_name` or
+        :func:`check_member_size`, or an image member is a link or special file.
+    """
     files: dict[str, _TarEntry] = {}
     folders: list[str] = []
     captured: dict[str, bytes] = {}
@@ -185,24 +235,24 @@ def _scan_tar(archive: Path, capture: Callable[[str], bool] = lambda name: False
         )
         with tarfile.open(**how) as tar:
             for member in tar:
-                _check_member_name(archive, member.name)
+                check_member_name(archive, member.name)
                 if member.isdir():
                     folders.append(member.name)
                 elif member.isfile() and not member.issparse():
-                    _check_member_size(archive, member.name, member.size)
+                    check_member_size(archive, member.name, member.size)
                     files[member.name] = _TarEntry(member.offset_data, member.size)
                     if capture(member.name):
                         extracted = tar.extractfile(member)
                         assert extracted is not None  # regular files always extract
                         captured[member.name] = extracted.read()
-                elif _is_image_name(member.name):
+                elif is_image_name(member.name):
                     raise ValueError(
                         f"archive {archive} member {member.name!r} is a link or special "
                         "file; image members must be regular files"
                     )
-    except _ARCHIVE_ERRORS as error:
+    except ARCHIVE_ERRORS as error:
         raise ValueError(f"cannot read tar archive {archive}: {error}") from error
-    return _TarScan(files, folders, captured)
+    return TarScan(files, folders, captured)
 
 
 #: A tar archive whose decompressed size is at most this is listed from memory.
@@ -212,13 +262,17 @@ IN_MEMORY_TAR_BYTES = 256 * 2**20
 def _tar_in_memory(archive: Path) -> io.BytesIO | None:
     """The decompressed tar stream of ``archive`` as an in-memory file, or None when it
     is larger than :data:`IN_MEMORY_TAR_BYTES`."""
-    with _open_decompressed(archive) as stream:
+    with open_decompressed(archive) as stream:
         data = stream.read(IN_MEMORY_TAR_BYTES + 1)
     return io.BytesIO(data) if len(data) <= IN_MEMORY_TAR_BYTES else None
 
 
-def _open_decompressed(archive: Path) -> io.BufferedIOBase:
-    """Open a tar archive as its decompressed byte stream (seekable, forward cheaply)."""
+def open_decompressed(archive: Path) -> io.BufferedIOBase:
+    """Open a tar archive as its decompressed byte stream (seekable, forward cheaply).
+
+    The compression (gzip, bz2, xz or none) is told by the file's first bytes, not its
+    name. The caller closes the stream.
+    """
     with open(archive, "rb") as raw:
         magic = raw.read(6)
     if magic.startswith(b"\x1f\x8b"):
@@ -234,17 +288,19 @@ def _list_zip(archive: Path) -> tuple[list[str], list[str]]:
     try:
         with zipfile.ZipFile(archive) as zipped:
             infos = zipped.infolist()
-    except _ARCHIVE_ERRORS as error:
+    except ARCHIVE_ERRORS as error:
         raise ValueError(f"cannot read zip archive {archive}: {error}") from error
     for info in infos:
-        _check_member_name(archive, info.filename)
-        _check_member_size(archive, info.filename, info.file_size)
+        check_member_name(archive, info.filename)
+        check_member_size(archive, info.filename, info.file_size)
     files = [info.filename for info in infos if not info.is_dir()]
     folders = [info.filename for info in infos if info.is_dir()]
     return files, folders
 
 
-def _archive_kind(path: Path) -> str:
+def archive_kind(path: Path) -> str:
+    """``"zip"`` or ``"tar"``, told from the content of ``path``; ValueError for anything
+    else (naming ``path`` and the layouts a source may have)."""
     if zipfile.is_zipfile(path):
         return "zip"
     if tarfile.is_tarfile(path):
@@ -256,21 +312,23 @@ def _archive_kind(path: Path) -> str:
     )
 
 
-def _list_archive(
-    archive: Path, tar_scan: _TarScan | None = None
+def list_archive(
+    archive: Path, tar_scan: TarScan | None = None
 ) -> tuple[str, dict[str, _TarEntry] | None, _ImageFolderListing]:
     """List the ImageFolder tree in a tar or zip archive: ``(kind, tar entries, listing)``.
 
     ``kind`` is ``"tar"`` or ``"zip"``; the tar entries (member -> data offset and size
-    in the decompressed stream) are None for a zip. A ``tar_scan`` already made (by
+    in the decompressed stream) are None for a zip. The listing holds ``classes``,
+    ``names`` and ``labels`` (``int64 (N,)``) as :func:`list_image_archive` returns them,
+    and ``members``, the archive member of each name. A ``tar_scan`` already made (by
     :func:`npdl.data.sources.open_image_source`, to detect CIFAR-10 batches) is used
     instead of listing the archive again.
     """
     if not archive.exists():
         raise FileNotFoundError(f"archive {archive} does not exist")
-    kind = "tar" if tar_scan is not None else _archive_kind(archive)
+    kind = "tar" if tar_scan is not None else archive_kind(archive)
     if kind == "tar":
-        scan = tar_scan if tar_scan is not None else _scan_tar(archive)
+        scan = tar_scan if tar_scan is not None else scan_tar(archive)
         return kind, scan.files, _list_image_members(archive, scan.files, scan.folders)
     files, folders = _list_zip(archive)
     return kind, None, _list_image_members(archive, files, folders)
@@ -296,5 +354,5 @@ def list_image_archive(path: str | os.PathLike) -> tuple[list[str], list[str], n
     labels : numpy.ndarray
         ``int64`` array of shape ``(len(names),)``.
     """
-    _kind, _entries, listing = _list_archive(Path(path))
+    _kind, _entries, listing = list_archive(Path(path))
     return listing.classes, listing.names, listing.labels

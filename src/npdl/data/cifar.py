@@ -18,11 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .archives import _scan_tar
-from .sources import ArrayImageSource
+from .archives import TarScan, scan_tar
+from .folders import is_hidden, is_image_name
+from .source_base import ArrayImageSource
 
 __all__ = [
     "Cifar10PythonSource",
+    "cifar_source_from_scan",
+    "is_cifar_member",
     "read_cifar10_python_archive",
     "restricted_unpickle",
 ]
@@ -113,7 +116,10 @@ def restricted_unpickle(data: bytes, source_name: str) -> object:
     return _NumpyOnlyUnpickler(io.BytesIO(data), source_name).load()
 
 
-def _is_cifar_member(name: str) -> bool:
+def is_cifar_member(name: str) -> bool:
+    """Whether a tar member name is a CIFAR-10 python batch (``data_batch_1`` …
+    ``data_batch_5``, ``test_batch``, ``batches.meta``) at most one folder deep: the
+    members a scan reads (``capture``, see :func:`~npdl.data.archives.scan_tar`)."""
     # Called on every member of every tar opened; the cheap test goes first.
     return name.rpartition("/")[2] in _CIFAR_MEMBERS and _cifar_member_name(name) is not None
 
@@ -236,7 +242,7 @@ def read_cifar10_python_archive(path: str | os.PathLike) -> dict[str, object]:
     archive = Path(path)
     if not archive.exists():
         raise FileNotFoundError(f"CIFAR-10 archive {archive} does not exist")
-    scan = _scan_tar(archive, capture=_is_cifar_member)
+    scan = scan_tar(archive, capture=is_cifar_member)
     result = _parse_cifar_archive(archive, scan.captured)
     del result["train_batch_sizes"]
     return result
@@ -255,7 +261,7 @@ class Cifar10PythonSource(ArrayImageSource):
     def __init__(self, path: str | os.PathLike, *, _parsed: dict | None = None) -> None:
         path = Path(path)
         if _parsed is None:
-            scan = _scan_tar(path, capture=_is_cifar_member)
+            scan = scan_tar(path, capture=is_cifar_member)
             _parsed = _parse_cifar_archive(path, scan.captured)
         train_count = len(_parsed["train_labels"])
         test_count = len(_parsed["test_labels"])
@@ -274,3 +280,41 @@ class Cifar10PythonSource(ArrayImageSource):
             _parsed["classes"],
             names,
         )
+
+
+def cifar_source_from_scan(path: Path, scan: TarScan) -> Cifar10PythonSource | None:
+    """The tar archive ``path`` as a :class:`Cifar10PythonSource`, if its scan shows one.
+
+    It is one when the scan (made with ``capture=is_cifar_member``) read
+    ``data_batch_1`` and ``batches.meta`` and listed no image file (hidden ones aside):
+    an ImageFolder tree that happens to hold such names stays an ImageFolder.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The tar archive, for the source and for messages.
+    scan : TarScan
+        Its scan by :func:`~npdl.data.archives.scan_tar` with
+        ``capture=is_cifar_member``; the batches it captured are parsed, not read again.
+
+    Returns
+    -------
+    Cifar10PythonSource or None
+        None when the archive is not the CIFAR-10 python release.
+
+    Raises
+    ------
+    ValueError
+        If it is, but a batch is missing or malformed (naming the archive and member).
+    """
+    has_images = any(
+        is_image_name(name) and not is_hidden(name.rpartition("/")[2]) for name in scan.files
+    )
+    cifar_members = {_cifar_member_name(name) for name in scan.captured}
+    if (
+        has_images
+        or _CIFAR_TRAIN_BATCHES[0] not in cifar_members
+        or _CIFAR_META not in cifar_members
+    ):
+        return None
+    return Cifar10PythonSource(path, _parsed=_parse_cifar_archive(path, scan.captured))

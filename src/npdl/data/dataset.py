@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from .download import download_and_unpack
-from .sources import ImageSource, open_image_source
-from .splits import DEFAULT_SPLIT, SeedLike, _as_labels, split_source_indices, stratified_subset
+from .source_base import ImageSource
+from .sources import open_image_source
+from .splits import DEFAULT_SPLIT, SeedLike, as_labels, split_source_indices, stratified_subset
 from .transform_base import apply_to_batch, apply_to_one
 
 __all__ = ["ImageFolderDataset"]
@@ -53,7 +54,7 @@ class ImageFolderDataset:
     root : path-like or ImageSource
         An ImageFolder directory, an archive of one (``.tar.gz``, ``.zip``, …), the
         official ``cifar-10-python.tar.gz``, or an already opened
-        :class:`~npdl.data.sources.ImageSource` (open once, build several modes).
+        :class:`~npdl.data.source_base.ImageSource` (open once, build several modes).
     transform : callable, optional
         An npdl transform (run on whole batches, see :mod:`npdl.data.transforms`) or a
         plain callable written for one ``(H, W, 3)`` image (run image by image, see
@@ -77,7 +78,7 @@ class ImageFolderDataset:
         ``(height, width)`` images are decoded to (resized with bilinear filtering
         if they differ).
     workers : int, optional
-        Decoding processes; see :meth:`~npdl.data.sources.ImageSource.read_images`.
+        Decoding processes; see :meth:`~npdl.data.source_base.ImageSource.read_images`.
     download_url : str, optional
         The course's: an archive (``.zip``, ``.tar.gz``, ...) downloaded and unpacked
         into ``root`` when ``root`` is missing or empty (see
@@ -187,7 +188,7 @@ class ImageFolderDataset:
             If shapes disagree or a label is out of range.
         """
         images = np.asarray(images)
-        labels = _as_labels(labels)
+        labels = as_labels(labels)
         if images.ndim != 4 or images.shape[0] != labels.shape[0]:
             raise ValueError(
                 f"images must have shape (N, H, W, C) with N = len(labels) = {len(labels)}, "

@@ -22,8 +22,11 @@ from PIL import Image, UnidentifiedImageError
 __all__ = [
     "DEFAULT_IMAGE_SIZE",
     "IMAGE_EXTENSIONS",
+    "as_image_size",
     "decode_image",
+    "decode_into",
     "decoding_pool",
+    "resize_array",
 ]
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"})
@@ -49,8 +52,9 @@ _DECODE_ERRORS = (
 )
 
 
-def _as_image_size(size: int | Sequence[int]) -> tuple[int, int]:
-    """Return ``size`` as ``(height, width)``; an int means a square."""
+def as_image_size(size: int | Sequence[int]) -> tuple[int, int]:
+    """Return ``size`` (an int, or ``(height, width)``) as ``(height, width)``; an int
+    means a square. ValueError, naming the size, if a side is not positive."""
     if isinstance(size, int | np.integer):
         size = (int(size), int(size))
     height, width = (int(side) for side in size)
@@ -184,7 +188,7 @@ def decode_image(
       anti-aliased, and it is smooth rather than ringing when enlarging. The aspect
       ratio is not preserved: CIFAR-style inputs are expected to be square already.
     """
-    size = _as_image_size(size)
+    size = as_image_size(size)
     rgb = bytearray(_decode_rgb_bytes(data, name, size))
     return np.frombuffer(rgb, dtype=np.uint8).reshape(*size, 3)
 
@@ -232,7 +236,7 @@ def _resolve_workers(workers: int | str | None, image_count: int) -> int:
     return max(1, workers)
 
 
-def _decode_into(
+def decode_into(
     images: np.ndarray,
     items: Iterable[tuple[int, str, bytes]],
     count: int,
@@ -248,6 +252,19 @@ def _decode_into(
     one thread; two worker processes decode about 1.3-1.6x faster on the 2-core
     development machine (workers start in ~0.4 s, hence the size threshold). An
     executor passed as ``workers`` (see :func:`decoding_pool`) is used as it is.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        ``uint8 (M, height, width, 3)``, C-contiguous; written in place.
+    items : iterable of (int, str, bytes)
+        ``(row of images, name for messages, encoded file)``; each row at most once.
+    count : int
+        How many items there are (for the worker count and ``progress``).
+    workers : int, 'auto', an executor, or None
+        As in :meth:`npdl.data.source_base.ImageSource.read_images`.
+    progress : callable ``(decoded, count)``, optional
+        Called as chunks are decoded.
     """
     if isinstance(workers, Executor):
         _decode_with(workers, images, items, count, workers._max_workers, progress)
@@ -323,8 +340,9 @@ def _decode_with(
         collect_oldest()
 
 
-def _resize_array(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize a ``uint8 (H, W, 3)`` array to ``size`` with the same filter as decoding."""
+def resize_array(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a ``uint8 (H, W, 3)`` array to ``size = (height, width)`` with the same
+    filter as decoding; returns a new ``uint8 (height, width, 3)`` array."""
     height, width = size
     resized = Image.fromarray(image).resize((width, height), resample=Image.Resampling.BILINEAR)
     return np.asarray(resized, dtype=np.uint8)

@@ -14,19 +14,24 @@ import numpy as np
 
 from .decoding import IMAGE_EXTENSIONS
 
-__all__ = ["list_image_folder"]
+__all__ = ["is_hidden", "is_image_name", "labels_from_counts", "list_image_folder"]
 
 
-def _is_image_name(name: str) -> bool:
+def is_image_name(name: str) -> bool:
+    """Whether a file or member name ends in an image suffix (:data:`IMAGE_EXTENSIONS`,
+    any case); ``name`` may be a path with ``/`` separators."""
     _stem, dot, suffix = name.rpartition(".")
     return bool(dot) and "/" not in suffix and f".{suffix.lower()}" in IMAGE_EXTENSIONS
 
 
-def _is_hidden(part: str) -> bool:
+def is_hidden(part: str) -> bool:
+    """Whether one path part (a file or folder name, no ``/``) is hidden: starts with ``.``."""
     return part.startswith(".")
 
 
-def _labels_from_counts(counts: Sequence[int]) -> np.ndarray:
+def labels_from_counts(counts: Sequence[int]) -> np.ndarray:
+    """``int64`` labels of shape ``(sum(counts),)``: ``counts[0]`` zeros, then
+    ``counts[1]`` ones, ... (samples grouped by class in class order)."""
     return np.repeat(np.arange(len(counts), dtype=np.int64), counts)
 
 
@@ -70,7 +75,7 @@ def list_image_folder(root: str | os.PathLike) -> tuple[list[str], list[str], np
         raise NotADirectoryError(f"{root} is not a folder; expected <root>/<class>/<image>")
     with os.scandir(root) as entries:
         classes = sorted(
-            entry.name for entry in entries if entry.is_dir() and not _is_hidden(entry.name)
+            entry.name for entry in entries if entry.is_dir() and not is_hidden(entry.name)
         )
     if not classes:
         raise ValueError(
@@ -83,14 +88,14 @@ def list_image_folder(root: str | os.PathLike) -> tuple[list[str], list[str], np
         files = []
         with os.scandir(class_folder) as entries:
             for entry in entries:
-                if _is_hidden(entry.name):
+                if is_hidden(entry.name):
                     continue
                 if entry.is_dir():
                     raise ValueError(
                         f"class folder {class_folder} contains the sub-folder {entry.name!r}; "
                         "an ImageFolder keeps images directly in <root>/<class>/"
                     )
-                if entry.is_file() and _is_image_name(entry.name):
+                if entry.is_file() and is_image_name(entry.name):
                     files.append(entry.name)
         if not files:
             raise ValueError(
@@ -100,4 +105,4 @@ def list_image_folder(root: str | os.PathLike) -> tuple[list[str], list[str], np
         files.sort()
         names.extend(f"{class_name}/{file_name}" for file_name in files)
         counts.append(len(files))
-    return classes, names, _labels_from_counts(counts)
+    return classes, names, labels_from_counts(counts)

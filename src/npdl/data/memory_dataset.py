@@ -29,7 +29,8 @@ import numpy as np
 from .cifar import restricted_unpickle
 from .dataset import ImageFolderDataset
 from .download import download_and_unpack
-from .sources import ArrayImageSource, ImageSource, open_image_source
+from .source_base import ArrayImageSource, ImageSource
+from .sources import open_image_source
 
 __all__ = ["MEMORY_FILE", "MemoryImageFolderDataset", "read_memory_file"]
 

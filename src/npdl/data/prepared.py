@@ -106,7 +106,7 @@ def prepare_dataset(
         class-balanced within each; only those are decoded.
     image_size : int
     workers : int or 'auto', optional
-        Decoding processes (see :meth:`npdl.data.sources.ImageSource.read_images`).
+        Decoding processes (see :meth:`npdl.data.source_base.ImageSource.read_images`).
     progress : callable ``(decoded, total)``, optional
         Called as images are decoded (for a progress bar).
 

@@ -16,10 +16,11 @@ from types import MappingProxyType
 
 import numpy as np
 
-from .sources import ImageSource
+from .source_base import ImageSource
 
 __all__ = [
     "DEFAULT_SPLIT",
+    "as_labels",
     "split_source_indices",
     "stratified_split",
     "stratified_subset",
@@ -31,7 +32,10 @@ DEFAULT_SPLIT: Mapping[str, float] = MappingProxyType({"train": 0.6, "val": 0.2,
 SeedLike = int | np.random.Generator | None
 
 
-def _as_labels(labels: Sequence[int] | np.ndarray) -> np.ndarray:
+def as_labels(labels: Sequence[int] | np.ndarray) -> np.ndarray:
+    """``labels`` (array-like of ints >= 0, shape ``(N,)``) as an ``int64 (N,)`` array
+    (no copy when they are one already); ValueError for any other shape, dtype or a
+    negative label."""
     labels = np.asarray(labels)
     if labels.ndim != 1 or not (labels.size == 0 or np.issubdtype(labels.dtype, np.integer)):
         raise ValueError(
@@ -103,7 +107,7 @@ def stratified_subset(labels: Sequence[int] | np.ndarray, limit: int | None) -> 
         round-robin order. Applied to a mode of :func:`stratified_split` (already in
         round-robin order) this is ``arange(limit)``: the prefix.
     """
-    labels = _as_labels(labels)
+    labels = as_labels(labels)
     if limit is not None and (isinstance(limit, bool) or int(limit) != limit or limit < 0):
         raise ValueError(f"limit={limit!r} must be None or an int >= 0")
     order = _round_robin_order(labels)
@@ -145,7 +149,7 @@ def stratified_split(
     ValueError
         If the ratios are negative, not finite or do not sum to 1, naming them.
     """
-    labels = _as_labels(labels)
+    labels = as_labels(labels)
     ratios = _validated_ratios(split)
     rng = np.random.default_rng(rng)
     ratio_array = np.array(list(ratios.values()))

@@ -20,24 +20,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .archives import (
-    _ARCHIVE_ERRORS,
-    _archive_kind,
-    _check_member_name,
-    _check_member_size,
-    _member_parts,
-    _open_decompressed,
+    ARCHIVE_ERRORS,
+    archive_kind,
+    check_member_name,
+    check_member_size,
+    member_parts,
+    open_decompressed,
 )
-from .folders import _is_hidden, _is_image_name
+from .folders import is_hidden, is_image_name
 
 __all__ = ["unpack_archive"]
 
 
 def _tar_files(archive: Path) -> Iterator[tuple[str, tarfile.TarFile, tarfile.TarInfo]]:
-    with _open_decompressed(archive) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+    with open_decompressed(archive) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
         for member in tar:
-            _check_member_name(archive, member.name)
+            check_member_name(archive, member.name)
             if member.isfile() and not member.issparse():
-                _check_member_size(archive, member.name, member.size)
+                check_member_size(archive, member.name, member.size)
                 yield member.name, tar, member
 
 
@@ -46,9 +46,9 @@ def _read_members(archive: Path, kind: str) -> Iterator[tuple[str, bytes]]:
     if kind == "zip":
         with zipfile.ZipFile(archive) as zipped:
             for info in zipped.infolist():
-                _check_member_name(archive, info.filename)
+                check_member_name(archive, info.filename)
                 if not info.is_dir():
-                    _check_member_size(archive, info.filename, info.file_size)
+                    check_member_size(archive, info.filename, info.file_size)
                     yield info.filename, zipped.read(info)
         return
     for name, tar, member in _tar_files(archive):
@@ -68,8 +68,8 @@ def _wrapper_folder(names: list[str]) -> str | None:
     """The one top-level folder wrapping an ImageFolder tree (all images at depth 3)."""
     images = [
         parts
-        for parts in map(_member_parts, names)
-        if parts and _is_image_name(parts[-1]) and not any(map(_is_hidden, parts))
+        for parts in map(member_parts, names)
+        if parts and is_image_name(parts[-1]) and not any(map(is_hidden, parts))
     ]
     if images and {len(parts) for parts in images} == {3} and len({p[0] for p in images}) == 1:
         return images[0][0]
@@ -103,7 +103,7 @@ def unpack_archive(archive: str | os.PathLike, destination: str | os.PathLike) -
         or is too large, naming the archive and member.
     """
     archive, destination = Path(archive), Path(destination)
-    kind = _archive_kind(archive)
+    kind = archive_kind(archive)
     destination.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{destination.name}.", dir=destination.parent) as tmp:
         unpacked = Path(tmp) / "unpacked"
@@ -111,13 +111,13 @@ def unpack_archive(archive: str | os.PathLike, destination: str | os.PathLike) -
         try:
             wrapper = _wrapper_folder(_member_names(archive, kind))
             for name, data in _read_members(archive, kind):
-                parts = _member_parts(name)
+                parts = member_parts(name)
                 if wrapper is not None and len(parts) > 1 and parts[0] == wrapper:
                     parts = parts[1:]
                 target = unpacked.joinpath(*parts)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
-        except _ARCHIVE_ERRORS as error:
+        except ARCHIVE_ERRORS as error:
             raise ValueError(f"cannot unpack archive {archive}: {error}") from error
         if destination.is_dir() and not any(destination.iterdir()):
             destination.rmdir()
