@@ -14,12 +14,12 @@ import logging
 
 import numpy as np
 
-from .sweepers import _inside, _search, _SearchSweeper, format_value
+from .sweepers import SearchSweeper, format_value, inside_space, search_package
 
 log = logging.getLogger(__name__)
 
 
-class HalvingSweeper(_SearchSweeper):
+class HalvingSweeper(SearchSweeper):
     """Successive halving; each rung is one launcher batch, promotions resume."""
 
     sampler = "halving"
@@ -50,7 +50,7 @@ class HalvingSweeper(_SearchSweeper):
     def search(self, space: dict) -> dict | None:
         points = self.sampled(space, self.n_configs)
         keep = [0] if self.configured_point(space) is not None else []
-        result = _search().successive_halving(
+        result = search_package().successive_halving(
             points, self.min_epochs, self.max_epochs, self.eta, self.run_rung, keep=keep
         )
         if result.best is None:
@@ -123,11 +123,11 @@ class HyperbandSweeper(HalvingSweeper):
     sampler = "hyperband"
 
     def search(self, space: dict) -> dict | None:
-        brackets = _search().hyperband_brackets(self.min_epochs, self.max_epochs, self.eta)
+        brackets = search_package().hyperband_brackets(self.min_epochs, self.max_epochs, self.eta)
         self.pool = self.sampled(space, sum(n for n, _ in brackets))
         self.space = space
         keep = [0] if self.configured_point(space) is not None else []
-        result = _search().hyperband(
+        result = search_package().hyperband(
             self.propose, self.min_epochs, self.max_epochs, self.eta, self.run_rung, keep=keep
         )
         if result.best is None:
@@ -154,8 +154,8 @@ class BOHBSweeper(HyperbandSweeper):
         if bracket == 0 or not budgets:
             return super().propose(bracket, n)
         results = self.observed[max(budgets)]
-        model = _search().TPEProposer(self.space, self.seed + bracket, n_startup=0)
-        model.observe((p, s) for p, s in results if _inside(self.space, p))
+        model = search_package().TPEProposer(self.space, self.seed + bracket, n_startup=0)
+        model.observe((p, s) for p, s in results if inside_space(self.space, p))
         return [point for _, point in model.ask(n)]
 
 
@@ -175,7 +175,7 @@ class AshaSweeper(HalvingSweeper):
     def search(self, space: dict) -> dict | None:
         points = self.sampled(space, self.n_configs)
         keep = [0] if self.configured_point(space) is not None else []
-        result = _search().asha(
+        result = search_package().asha(
             points, self.min_epochs, self.max_epochs, self.eta, self.run_rung, self.workers, keep
         )
         if result.best is None:

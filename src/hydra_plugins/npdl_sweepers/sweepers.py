@@ -11,7 +11,7 @@ Each trial's task function returns its metrics dict (``status``, ``val_acc``,
 ``best_overrides.json`` and the trial log ``trials.csv`` (wall time, cache hits) into the
 sweep folder, prints the top of the leaderboard, and (multi-fidelity searches) removes
 the run store's checkpoints of the trials it eliminated
-(:meth:`_SearchSweeper.drop_eliminated_checkpoints`).
+(:meth:`SearchSweeper.drop_eliminated_checkpoints`).
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from npdl.io import save_json
 log = logging.getLogger(__name__)
 
 
-def _search():
-    """``npdl.search``, imported on first use: Hydra's plugin scan imports this module in
+def search_package():
+    """The module ``npdl.search``, imported on first use: Hydra's plugin scan imports this module in
     every run, and a single training run does not load the search package."""
     import npdl.search
 
@@ -61,11 +61,11 @@ def parse_space(lines: list[str], parser: OverridesParser) -> tuple[dict, list[s
         elif override.is_interval_sweep():
             sweep = override.value()
             integer = isinstance(sweep.start, int) and isinstance(sweep.end, int)
-            space[key] = _search().Interval(
+            space[key] = search_package().Interval(
                 float(sweep.start), float(sweep.end), log="log" in sweep.tags, integer=integer
             )
         else:
-            space[key] = _search().Choice(tuple(override.sweep_string_iterator()))
+            space[key] = search_package().Choice(tuple(override.sweep_string_iterator()))
     return space, fixed
 
 
@@ -86,7 +86,7 @@ def format_value(value: Any) -> str:
     return repr(float(value))
 
 
-class _SearchSweeper(Sweeper):
+class SearchSweeper(Sweeper):
     """Shared machinery: parsing, launching batches, recording and reporting trials."""
 
     sampler = "search"
@@ -107,7 +107,7 @@ class _SearchSweeper(Sweeper):
         # NPDL_DEBUG: a failing trial stops the sweep with its traceback.
         self.fail_fast = fail_fast or debugging()
         try:
-            self.objective = _search().Objective(metric)
+            self.objective = search_package().Objective(metric)
         except ValueError as error:
             raise ValueError(f"hydra.sweeper.{error}") from None
         self.params = dict(params or {})
@@ -203,10 +203,10 @@ class _SearchSweeper(Sweeper):
         """``n`` distinct points: the configured values first (always a trial, as
         Optuna's ``enqueue_trial``), then seeded draws without repeats."""
         configured = self.configured_point(space)
-        draws = _search().distinct_points(space, n, np.random.default_rng(self.seed))
+        draws = search_package().distinct_points(space, n, np.random.default_rng(self.seed))
         points = [configured] if configured is not None else []
-        points += [p for p in draws if configured is None or not _same(p, configured)]
-        size = _search().space_size(space)
+        points += [p for p in draws if configured is None or not same_point(p, configured)]
+        size = search_package().space_size(space)
         if size is not None and size < n:
             log.warning("the space has only %d points: each is tried once (asked for %d)", size, n)
         return points[:n]
@@ -297,8 +297,8 @@ class _SearchSweeper(Sweeper):
         return OmegaConf.to_container(parsed) if OmegaConf.is_config(parsed) else parsed
 
     def report(self, sweep_dir: Path, best: dict | None) -> None:
-        fidelity = _search().fidelity
-        ranked = _search().rank_trials(self.rows, self.objective)
+        fidelity = search_package().fidelity
+        ranked = search_package().rank_trials(self.rows, self.objective)
         correlations = fidelity.rung_correlations(self.rows, self.objective)
         footer = ""
         if correlations:
@@ -318,9 +318,9 @@ class _SearchSweeper(Sweeper):
                         c["spearman"],
                         fidelity.WARN_BELOW,
                     )
-        _search().write_leaderboard_csv(sweep_dir / "leaderboard.csv", ranked)
-        _search().write_trial_log(sweep_dir / "trials.csv", self.rows)
-        _search().write_leaderboard_md(
+        search_package().write_leaderboard_csv(sweep_dir / "leaderboard.csv", ranked)
+        search_package().write_trial_log(sweep_dir / "trials.csv", self.rows)
+        search_package().write_leaderboard_md(
             sweep_dir / "leaderboard.md",
             ranked,
             title=f"{self.sampler} search: {len(ranked)} trials",
@@ -345,32 +345,34 @@ class _SearchSweeper(Sweeper):
                 "audit": self.audit,
             },
         )
-        print(_search().format_table(ranked, top=10), flush=True)
+        print(search_package().format_table(ranked, top=10), flush=True)
         print(
             f"{len(self.rows)} trials, {hits} from the cache; best: {json.dumps(best)}", flush=True
         )
 
     def best_of(self, rows: list[dict]) -> dict | None:
         ranked = [
-            row for row in _search().rank_trials(rows, self.objective) if row["status"] == "ok"
+            row
+            for row in search_package().rank_trials(rows, self.objective)
+            if row["status"] == "ok"
         ]
         if not ranked:
             return None
         return {k: format_value(v) for k, v in ranked[0]["overrides"].items()}
 
 
-class GridSweeper(_SearchSweeper):
+class GridSweeper(SearchSweeper):
     """Every combination of the choices (no intervals)."""
 
     sampler = "grid"
 
     def search(self, space: dict) -> dict | None:
-        points = _search().grid_points(space)
+        points = search_package().grid_points(space)
         self.planned = len(points)
         return self.best_of(self.run_batch(points))
 
 
-class RandomSweeper(_SearchSweeper):
+class RandomSweeper(SearchSweeper):
     """``n_trials`` points drawn with ``seed``; growing ``n_trials`` only adds points."""
 
     sampler = "random"
@@ -387,19 +389,24 @@ class RandomSweeper(_SearchSweeper):
         return self.best_of(self.run_batch(points))
 
 
-def _identity(point: dict) -> str:
+def point_identity(point: dict) -> str:
+    """A point (key -> value or override text) as one JSON string: each value as
+    :func:`format_value` writes it, keys sorted, so the key order does not matter."""
     return json.dumps({k: format_value(v) for k, v in sorted(point.items())})
 
 
-def _same(one: dict, two: dict) -> bool:
-    return _identity(one) == _identity(two)
+def same_point(one: dict, two: dict) -> bool:
+    """Whether two points set the same values (:func:`point_identity`)."""
+    return point_identity(one) == point_identity(two)
 
 
-def _inside(space: dict, point: dict) -> bool:
-    """Whether ``point`` lies in the space (the configured values may not)."""
+def inside_space(space: dict, point: dict) -> bool:
+    """Whether ``point`` (key -> value or override text, every key of ``space``) lies in
+    ``space`` (key -> Choice or Interval): each value one of the choice's values, or a
+    number within the interval's bounds. The configured values may not."""
     for key, dimension in space.items():
         value = point[key]
-        if isinstance(dimension, _search().Choice):
+        if isinstance(dimension, search_package().Choice):
             if value not in dimension.values:
                 return False
         else:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .sweepers import _identity, _inside, _same, _search, _SearchSweeper
+from .sweepers import SearchSweeper, inside_space, point_identity, same_point, search_package
 
 
-class TPESweeper(_SearchSweeper):
+class TPESweeper(SearchSweeper):
     """``n_trials`` points proposed by Optuna's TPE sampler (ask/tell), ``batch_size``
     at a time; the configured values first. The model is rebuilt from the trials'
     results on every run, which the run store serves: no Optuna database."""
@@ -22,23 +22,23 @@ class TPESweeper(_SearchSweeper):
 
     def search(self, space: dict) -> dict | None:
         self.planned = self.n_trials
-        model = _search().TPEProposer(space, self.seed, n_startup=self.n_startup)
+        model = search_package().TPEProposer(space, self.seed, n_startup=self.n_startup)
         known: dict[str, float | None] = {}
         configured = self.configured_point(space)
         if configured is not None:
             (row,) = self.run_batch([configured])
-            known[_identity(configured)] = self.objective.score(row)
-            if _inside(space, configured):
-                model.observe([(configured, known[_identity(configured)])])
-        size = _search().space_size(space)
+            known[point_identity(configured)] = self.objective.score(row)
+            if inside_space(space, configured):
+                model.observe([(configured, known[point_identity(configured)])])
+        size = search_package().space_size(space)
         while len(known) < self.n_trials and (size is None or len(known) < size):
             batch = self._ask_new(model, known, min(self.batch_size, self.n_trials - len(known)))
             if not batch:
                 break
             rows = self.run_batch([point for _, point in batch])
             for (ticket, point), row in zip(batch, rows, strict=True):
-                known[_identity(point)] = self.objective.score(row)
-                model.tell(ticket, known[_identity(point)])
+                known[point_identity(point)] = self.objective.score(row)
+                model.tell(ticket, known[point_identity(point)])
         return self.best_of(self.rows)
 
     def _ask_new(self, model, known: dict, n: int) -> list[tuple[int, dict]]:
@@ -49,8 +49,8 @@ class TPESweeper(_SearchSweeper):
             if len(batch) == n:
                 break
             ((ticket, point),) = model.ask(1)
-            if _identity(point) in known or any(_same(point, p) for _, p in batch):
-                model.tell(ticket, known.get(_identity(point)))
+            if point_identity(point) in known or any(same_point(point, p) for _, p in batch):
+                model.tell(ticket, known.get(point_identity(point)))
                 continue
             batch.append((ticket, point))
         return batch

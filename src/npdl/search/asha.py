@@ -20,10 +20,10 @@ from .halving import (
     BestTrial,
     RunBatch,
     TrialRecord,
-    _checked_score,
-    _positive_int,
     checked_budgets,
+    checked_score,
     epochs_spent,
+    positive_int,
 )
 
 
@@ -76,7 +76,7 @@ def asha(
         every point has started and no trial can be promoted; if nothing reached
         ``max_epochs`` by then, the best of the highest rung is trained to it.
     """
-    workers = _positive_int("workers", workers, 1)
+    workers = positive_int("workers", workers, 1)
     budgets = asha_budgets(min_epochs, max_epochs, eta)
     scores: list[dict[int, float | None]] = [{} for _ in budgets]  # rung -> index -> score
     promoted: list[set[int]] = [set() for _ in budgets]
@@ -101,7 +101,7 @@ def asha(
         if len(results) != len(batch):
             raise ValueError(f"run_batch returned {len(results)} scores for {len(batch)} requests")
         for (rung, index), score in zip(batch, results, strict=True):
-            scores[rung][index] = _checked_score(score, (index, points[index], budgets[rung]))
+            scores[rung][index] = checked_score(score, (index, points[index], budgets[rung]))
             records.append(TrialRecord(rung, index, budgets[rung], scores[rung][index], False))
     records = [
         TrialRecord(r.rung, r.point_index, r.epochs, r.score, r.point_index in promoted[r.rung])

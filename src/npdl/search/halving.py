@@ -26,7 +26,9 @@ from typing import Any, NamedTuple
 RunBatch = Callable[[list[tuple[int, dict, int]]], Sequence[float | None]]
 
 
-def _positive_int(name: str, value: Any, minimum: int) -> int:
+def positive_int(name: str, value: Any, minimum: int) -> int:
+    """``value`` as an int ``>= minimum`` (a bool is not one); otherwise ValueError
+    naming the argument ``name`` and its value."""
     try:
         if isinstance(value, bool):
             raise TypeError
@@ -41,9 +43,9 @@ def _positive_int(name: str, value: Any, minimum: int) -> int:
 def checked_budgets(min_epochs: int, max_epochs: int, eta: int) -> tuple[int, int, int]:
     """``(min_epochs, max_epochs, eta)`` as ints, ``1 <= min_epochs <= max_epochs`` and
     ``eta >= 2``; a ValueError names the argument that is out of range."""
-    min_epochs = _positive_int("min_epochs", min_epochs, 1)
-    max_epochs = _positive_int("max_epochs", max_epochs, 1)
-    eta = _positive_int("eta", eta, 2)
+    min_epochs = positive_int("min_epochs", min_epochs, 1)
+    max_epochs = positive_int("max_epochs", max_epochs, 1)
+    eta = positive_int("eta", eta, 2)
     if min_epochs > max_epochs:
         raise ValueError(
             f"min_epochs must be <= max_epochs, got min_epochs={min_epochs}, "
@@ -91,7 +93,7 @@ def halving_rungs(
     ValueError
         Naming the argument that is out of range.
     """
-    n_configs = _positive_int("n_configs", n_configs, 1)
+    n_configs = positive_int("n_configs", n_configs, 1)
     min_epochs, max_epochs, eta = checked_budgets(min_epochs, max_epochs, eta)
     rungs = [(n_configs, max_epochs if n_configs == 1 else min_epochs)]
     while True:
@@ -189,7 +191,13 @@ class HalvingResult:
         return 1 + max((record.rung for record in self.records), default=-1)
 
 
-def _checked_score(score: Any, request: tuple[int, dict, int]) -> float | None:
+def checked_score(score: Any, request: tuple[int, dict, int]) -> float | None:
+    """A trial's score as a float, or None for a failed one.
+
+    ``score`` is what ``run_batch`` returned for ``request = (point index, point,
+    epochs)``: a real number or None; a NaN or infinite score counts as a failure
+    (None). Anything else is a TypeError naming the point and epochs.
+    """
     if score is None:
         return None
     if isinstance(score, bool) or not isinstance(score, numbers.Real):
@@ -267,7 +275,7 @@ def successive_halving(
                 f"(rung {rung}, {epochs} epochs); it must return one score per request"
             )
         score_of = {
-            index: _checked_score(score, request)
+            index: checked_score(score, request)
             for index, score, request in zip(survivors, scores, requests, strict=True)
         }
         ranking = sorted(

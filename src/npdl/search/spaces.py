@@ -146,7 +146,9 @@ Dimension = Choice | Interval
 Space = Mapping[str, Dimension]
 
 
-def _checked_space(space: Space) -> Space:
+def checked_space(space: Space) -> Space:
+    """Return ``space`` unchanged if it is a non-empty ``{dotted key (str): Choice |
+    Interval}``; otherwise raise TypeError or ValueError naming the key or value."""
     if not isinstance(space, Mapping):
         raise TypeError(f"a search space is a dict {{key: Choice | Interval}}, got {space!r}")
     if not space:
@@ -182,7 +184,7 @@ def grid_points(space: Space) -> list[dict[str, Any]]:
         If the space is empty, or a key maps to an :class:`Interval` (a grid needs a
         finite list of values), naming that key.
     """
-    _checked_space(space)
+    checked_space(space)
     for key, dimension in space.items():
         if isinstance(dimension, Interval):
             raise ValueError(
@@ -222,7 +224,7 @@ def sample_points(space: Space, n: int, rng: np.random.Generator | int) -> list[
     TypeError
         If ``rng`` is None: pass a seed so the search is reproducible.
     """
-    _checked_space(space)
+    checked_space(space)
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"the number of points to sample must be an int >= 1, got n={n!r}")
     if rng is None:
@@ -242,7 +244,7 @@ def sample_points(space: Space, n: int, rng: np.random.Generator | int) -> list[
 
 def space_size(space: Space) -> int | None:
     """The number of points of a space of choices; None if it has an interval."""
-    _checked_space(space)
+    checked_space(space)
     if not all(isinstance(dimension, Choice) for dimension in space.values()):
         return None
     return math.prod(len(dimension.values) for dimension in space.values())
@@ -262,7 +264,7 @@ def distinct_points(space: Space, n: int, rng: np.random.Generator | int) -> lis
     ValueError, TypeError
         As :func:`sample_points`.
     """
-    _checked_space(space)
+    checked_space(space)
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"the number of points to sample must be an int >= 1, got n={n!r}")
     if rng is None:
@@ -298,7 +300,7 @@ def describe_space(space: Space) -> str:
     Example: ``learning_rate: log-uniform [1e-05, 0.01]; reg: one of {0.0001, 1e-05}``
     (with ``; grid of N points`` appended when every dimension is a Choice).
     """
-    _checked_space(space)
+    checked_space(space)
     parts = [f"{key}: {dimension.describe()}" for key, dimension in space.items()]
     if all(isinstance(dimension, Choice) for dimension in space.values()):
         size = math.prod(len(dimension.values) for dimension in space.values())

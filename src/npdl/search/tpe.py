@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .spaces import Choice, Interval, Space, _checked_space
+from .spaces import Choice, Interval, Space, checked_space
 
 
 def _optuna():
@@ -29,7 +29,7 @@ def distributions(space: Space) -> dict[str, Any]:
     """Optuna distributions of a space, by key."""
     optuna = _optuna()
     out = {}
-    for key, dimension in _checked_space(space).items():
+    for key, dimension in checked_space(space).items():
         if isinstance(dimension, Interval) and dimension.integer:
             out[key] = optuna.distributions.IntDistribution(
                 int(dimension.low), int(dimension.high), log=dimension.log
@@ -56,7 +56,7 @@ class TPEProposer:
 
     def __init__(self, space: Space, seed: int, n_startup: int = 10):
         optuna = _optuna()
-        self.space = dict(_checked_space(space))
+        self.space = dict(checked_space(space))
         self.distributions = distributions(self.space)
         sampler = optuna.samplers.TPESampler(
             seed=int(seed), n_startup_trials=int(n_startup), constant_liar=True, multivariate=True
