@@ -40,7 +40,7 @@ FIGURE = ROOT / "docs" / "images" / "search_regret.png"
 MULTIPLES = (10, 30, 100)
 #: The real runs: sweeper options, the same in the replay they are compared with.
 REAL = {
-    "halving": {"n_configs": 27, "min_epochs": 1, "max_epochs": 27, "eta": 3},
+    "halving": {"n_trials": 27, "min_epochs": 1, "epochs": 27, "eta": 3},
     "tpe": {"n_trials": 12},
 }
 
@@ -103,7 +103,7 @@ def asha_workers(table: Table, seeds: int) -> dict:
     for seed in range(seeds):
         winners = {}
         for workers in (1, 2):
-            search = single_search("asha", table, seed, {"workers": workers})
+            search = single_search("asha", table, seed, {"n_jobs": workers})
             winners[workers] = search.winner
             top = [r["val_acc"] for r in search.rows if r["epochs"] == table.max_epochs]
             best[workers].append(100 * max(top))

@@ -1,7 +1,7 @@
 """Searches replayed on the tabular benchmark (``results/search_table.csv``).
 
-Ours are the Hydra sweepers themselves (``hydra_plugins.npdl_sweepers``): the same
-classes, proposals, promotions and ranking the ``tune`` stage runs, with only
+Ours are the Hydra sweeper itself (``hydra_plugins.npdl_sweepers``): the same
+proposers, schedulers, promotions and ranking the ``tune`` stage runs, with only
 ``run_batch`` served from the table instead of a launcher. The table stands in for
 the run store too: a trial already trained to ``b`` epochs costs nothing at ``b``, a
 longer request resumes from the lineage's checkpoint (its last epoch) and pays only
@@ -27,14 +27,8 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from hydra_plugins.npdl_sweepers.rungs import (
-    AshaSweeper,
-    BOHBSweeper,
-    HalvingSweeper,
-    HyperbandSweeper,
-)
-from hydra_plugins.npdl_sweepers.sweepers import RandomSweeper
-from hydra_plugins.npdl_sweepers.tpe import TPESweeper
+from hydra_plugins.npdl_sweepers.sweepers import NpdlSweeper
+from npdl.registry import NAMED_SEARCHES, is_multi_fidelity
 from npdl.search import Choice
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -155,31 +149,38 @@ class Replayed:
         return rows
 
 
-def _replayed(cls):
-    return type(f"Replayed{cls.__name__}", (Replayed, cls), {})
+class ReplayedSweeper(Replayed, NpdlSweeper):
+    """npdl's sweeper served by a :class:`Table`."""
 
 
-#: Our samplers: sweeper class and its options (the sweepers' defaults where given).
-OURS: dict[str, tuple[type, dict]] = {
-    "random": (_replayed(RandomSweeper), {"n_trials": 10_000}),
-    "halving": (_replayed(HalvingSweeper), {"n_configs": 27, "min_epochs": 1, "eta": 3}),
-    "asha": (_replayed(AshaSweeper), {"n_configs": 27, "min_epochs": 1, "eta": 3}),
-    "hyperband": (_replayed(HyperbandSweeper), {"min_epochs": 1, "eta": 3}),
-    "tpe": (_replayed(TPESweeper), {"n_trials": 10_000}),
-    "bohb": (_replayed(BOHBSweeper), {"min_epochs": 1, "eta": 3}),
+#: Our searches: (proposer, scheduler) and their options (the sweeper's defaults where
+#: not given). Any pair of npdl.registry runs; these are the named ones.
+OURS: dict[str, tuple[tuple[str, str], dict]] = {
+    "random": (NAMED_SEARCHES["random"], {"n_trials": 10_000}),
+    "halving": (NAMED_SEARCHES["halving"], {"n_trials": 27, "min_epochs": 1, "eta": 3}),
+    "asha": (NAMED_SEARCHES["asha"], {"n_trials": 27, "min_epochs": 1, "eta": 3}),
+    "hyperband": (NAMED_SEARCHES["hyperband"], {"min_epochs": 1, "eta": 3}),
+    "tpe": (NAMED_SEARCHES["tpe"], {"n_trials": 10_000}),
+    "bohb": (NAMED_SEARCHES["bohb"], {"min_epochs": 1, "eta": 3}),
 }
 
 
 def make_sweeper(name: str, table: Table, seed: int, budget: int, options=None) -> Replayed:
-    """Our sweeper ``name`` on the table: its defaults of :data:`OURS`, then
-    ``options``; a random or TPE search asks for at most the whole space."""
-    cls, defaults = OURS[name]
-    options = {**defaults, **(options or {})}
-    if issubclass(cls, HalvingSweeper):
-        options.setdefault("max_epochs", table.max_epochs)
+    """Our search ``name`` on the table (a key of :data:`OURS`, or any
+    ``proposer+scheduler`` of :mod:`npdl.registry`): its options of :data:`OURS`, then
+    ``options``; a search with one budget asks for at most the whole space."""
+    if name in OURS:
+        (proposer, scheduler), defaults = OURS[name]
     else:
-        options["n_trials"] = min(options["n_trials"], len(table.acc))
-    return cls(table, budget, seed=seed, **options)
+        (proposer, scheduler), defaults = name.split("+"), {"min_epochs": 1, "eta": 3}
+    options = {**defaults, **(options or {})}
+    if is_multi_fidelity(scheduler):
+        options.setdefault("epochs", table.max_epochs)
+    else:
+        options["n_trials"] = min(options.get("n_trials", len(table.acc)), len(table.acc))
+    return ReplayedSweeper(
+        table, budget, proposer=proposer, scheduler=scheduler, seed=seed, **options
+    )
 
 
 def single_search(name: str, table: Table, seed: int, options=None) -> Replayed:

@@ -3,9 +3,7 @@ per job, and module paths for launchers that start fresh interpreters."""
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -15,7 +13,8 @@ from omegaconf import OmegaConf
 
 from configuration import SHORTCUTS
 from hydra_plugins.npdl_callbacks import OVERRIDE as BOUND_RUN_STORE
-from npdl.config import MULTI_FIDELITY, SAMPLERS, PipelineConfig, TuneConfig, searched_space
+from npdl.config import PipelineConfig, TuneConfig, search_of, searched_space
+from npdl.overrides import override_text
 from npdl.threads import set_num_threads, threads_per_worker
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +55,9 @@ def match_threads_to_launcher() -> None:
         set_num_threads(threads)
 
 
-SWEEPERS = {name: f"npdl_{name}" for name in SAMPLERS}
+#: The tune stage's keys that npdl's sweeper takes under the same name.
+SWEEPER_KEYS = ("seed", "metric", "fail_fast", "n_trials", "epochs", "min_epochs", "eta")
+SWEEPER_KEYS += ("n_jobs", "audit", "keep_checkpoints", "n_startup")
 
 
 def launcher_overrides(tune: TuneConfig) -> list[str]:
@@ -67,7 +68,7 @@ def launcher_overrides(tune: TuneConfig) -> list[str]:
     if name == "joblib":
         args.append(f"hydra.launcher.n_jobs={tune.n_jobs}")
     settings = _flattened(tune.launcher_settings or {})
-    return args + [f"++hydra.launcher.{key}={_override_text(v)}" for key, v in settings.items()]
+    return args + [f"++hydra.launcher.{key}={override_text(v)}" for key, v in settings.items()]
 
 
 def _flattened(settings: dict, prefix: str = "") -> dict:
@@ -80,38 +81,18 @@ def _flattened(settings: dict, prefix: str = "") -> dict:
     return flat
 
 
-def _override_text(value) -> str:
-    """``value`` in Hydra's override grammar: plain words bare, other strings quoted."""
-    bare = isinstance(value, str) and re.fullmatch(r"[\w./:@-]+", value) is not None
-    if bare and value.lower() not in ("true", "false", "null", "none", "inf", "nan"):
-        return value
-    return json.dumps(value)
-
-
 def sweep_command(cfg: PipelineConfig, sweep_dir, forwarded=()) -> list[str]:
     """The train stage's multirun that performs the configured search; ``forwarded``
     (this run's own overrides) reach every trial, but for Hydra's and the search's keys."""
     tune = cfg.tune
+    proposer, scheduler = search_of(tune)
     args = [sys.executable, str(PROJECT_ROOT / "stages" / "train.py")]
     args += ["--config-dir", str(PROJECT_ROOT), "--config-name", "params", "--multirun"]
-    args += [f"hydra/sweeper={SWEEPERS[tune.sampler]}", f"hydra.sweep.dir={sweep_dir}"]
-    args += [f"hydra.sweeper.seed={tune.seed}", f"hydra.sweeper.metric={tune.metric}"]
-    args += [f"hydra.sweeper.fail_fast={str(tune.fail_fast).lower()}"]
+    args += ["hydra/sweeper=npdl", f"hydra.sweep.dir={sweep_dir}"]
+    args += [f"hydra.sweeper.proposer={proposer}", f"hydra.sweeper.scheduler={scheduler}"]
+    args += [f"hydra.sweeper.{key}={override_text(getattr(tune, key))}" for key in SWEEPER_KEYS]
     args += [f"solver.train_fraction={tune.train_fraction}", "tune.keep_trial_models=false"]
     args.append(BOUND_RUN_STORE)  # paths.run_store_max_gb after the search
-    if tune.sampler in MULTI_FIDELITY:
-        args += [f"hydra.sweeper.eta={tune.eta}", f"hydra.sweeper.min_epochs={tune.min_epochs}"]
-        args += [f"hydra.sweeper.max_epochs={tune.epochs}", f"hydra.sweeper.audit={tune.audit}"]
-        if tune.sampler in ("halving", "asha"):
-            args.append(f"hydra.sweeper.n_configs={tune.n_trials}")
-        if tune.sampler == "asha":
-            args.append(f"hydra.sweeper.workers={tune.n_jobs}")
-    else:
-        args.append(f"solver.epochs={tune.epochs}")
-        if tune.sampler in ("random", "tpe"):
-            args.append(f"hydra.sweeper.n_trials={tune.n_trials}")
-        if tune.sampler == "tpe":
-            args.append(f"hydra.sweeper.batch_size={tune.n_jobs}")
     args += launcher_overrides(tune)
     args += [f"{key}={value}" for key, value in searched_space(tune).items()]
     taken = {arg.split("=", 1)[0] for arg in args if "=" in arg}

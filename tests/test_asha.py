@@ -59,7 +59,7 @@ def test_asha_never_promotes_failures_and_keeps_the_kept_index():
     def run_batch(requests):
         return [None if r[0] == 1 else score_of(r) for r in requests]
 
-    result = asha(points([0.5, 0.9, 0.1, 0.2, 0.3, 0.4]), 1, 9, 3, run_batch, keep=[2])
+    result = asha(points([0.5, 0.9, 0.1, 0.2, 0.3, 0.4]), 1, 9, 3, run_batch, always_promote=[2])
     reached = {}
     for r in result.records:
         reached[r.point_index] = max(reached.get(r.point_index, 0), r.epochs)

@@ -164,21 +164,51 @@ def test_no_library_file_is_over_500_lines_and_no_stage_over_80():
     assert {s: n for s, n in lengths.items() if n > 80} == {}
 
 
-@pytest.mark.parametrize("sampler", ["hyperband", "tpe", "bohb"])
-def test_the_model_based_and_multi_fidelity_samplers_are_choices_of_the_tune_stage(sampler):
+@pytest.mark.parametrize(
+    ("sampler", "proposer", "scheduler"),
+    [("hyperband", "random", "hyperband"), ("tpe", "tpe", "none"), ("bohb", "tpe", "hyperband")],
+)
+def test_the_model_based_and_multi_fidelity_samplers_are_choices_of_the_tune_stage(
+    sampler, proposer, scheduler
+):
     from launching import sweep_command
 
     cfg = to_pipeline_config(composed([f"tune.sampler={sampler}"]))
     command = sweep_command(cfg, "/tmp/sweep")
-    assert f"hydra/sweeper=npdl_{sampler}" in command
-    assert any(a.startswith("hydra.sweeper.n_trials=") for a in command) == (sampler == "tpe")
+    assert "hydra/sweeper=npdl" in command
+    assert f"hydra.sweeper.proposer={proposer}" in command
+    assert f"hydra.sweeper.scheduler={scheduler}" in command
+    # Every option of the search under the tune stage's own name, whatever the pair.
+    assert f"hydra.sweeper.n_trials={cfg.tune.n_trials}" in command
+    assert f"hydra.sweeper.epochs={cfg.tune.epochs}" in command
+
+
+def test_a_proposer_and_a_scheduler_compose_and_a_named_pair_must_not_contradict_them():
+    from launching import sweep_command
+
+    cfg = to_pipeline_config(composed(["tune.proposer=tpe", "tune.scheduler=asha"]))
+    command = sweep_command(cfg, "/tmp/sweep")
+    assert {"hydra.sweeper.proposer=tpe", "hydra.sweeper.scheduler=asha"} <= set(command)
+    with pytest.raises(
+        ConfigError,
+        match=r"tune.sampler='tpe' is not allowed: expected null when tune.proposer and "
+        r"tune.scheduler are set \(tune.proposer=random tune.scheduler=asha; tpe is "
+        r"tune.proposer=tpe tune.scheduler=none\)",
+    ):
+        to_pipeline_config(composed(["tune.scheduler=asha", "tune.sampler=tpe"]))
+    with pytest.raises(ConfigError, match=r"tune.scheduler='pbt' is not allowed: expected one of"):
+        to_pipeline_config(composed(["tune.scheduler=pbt"]))
 
 
 def test_an_audit_is_refused_for_a_sampler_without_rungs():
     with pytest.raises(
-        ConfigError, match=r"tune.audit=2 is not allowed: expected 0 for tune.sampler=random"
+        ConfigError, match=r"tune.audit=2 is not allowed: expected 0 for tune.scheduler=none"
     ):
         to_pipeline_config(composed(["tune=random", "tune.audit=2"]))
+    with pytest.raises(
+        ConfigError, match=r"tune.audit=2 is not allowed: expected 0 for tune.sampler=random"
+    ):
+        to_pipeline_config(composed(["tune.sampler=random", "tune.audit=2"]))
     assert to_pipeline_config(composed(["tune.audit=2"])).tune.audit == 2
 
 

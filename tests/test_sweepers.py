@@ -705,3 +705,39 @@ def test_asha_schedule_depends_on_workers_not_on_how_the_launcher_runs_them(data
     assert first_promotion < last_new
     best = json.loads((tmp_path / "basic" / "best_overrides.json").read_text())
     assert best["sampler"] == "asha" and best["overrides"]
+
+
+def test_tpe_under_asha_is_a_pair_of_names_on_the_one_sweeper(data_dir, tmp_path):
+    # The same search twice: once by its two names, once with the older option names
+    # of the named searches (n_configs, max_epochs, workers) on npdl_asha plus tpe.
+    composed = (
+        "npdl",
+        "hydra.sweeper.proposer=tpe",
+        "hydra.sweeper.scheduler=asha",
+        "hydra.sweeper.n_trials=5",
+        "hydra.sweeper.epochs=4",
+        "hydra.sweeper.min_epochs=1",
+        "hydra.sweeper.eta=2",
+        *SPACE,
+    )
+    run_sweep(data_dir, tmp_path / "cache", tmp_path / "a", *composed)
+    older = (
+        "npdl_asha",
+        "hydra.sweeper.proposer=tpe",
+        "hydra.sweeper.n_configs=5",
+        "hydra.sweeper.max_epochs=4",
+        "hydra.sweeper.min_epochs=1",
+        "hydra.sweeper.eta=2",
+        "hydra.sweeper.workers=1",
+        *SPACE,
+    )
+    run_sweep(data_dir, tmp_path / "cache", tmp_path / "b", *older)
+    rows = leaderboard(tmp_path / "a")
+    assert len({r["overrides"] for r in rows if r["epochs"] == "1"}) == 5
+    assert {int(r["epochs"]) for r in rows} == {1, 2, 4}
+    assert CONFIGURED in {r["overrides"] for r in rows if r["epochs"] == "4"}  # always promoted
+    assert (tmp_path / "a" / "leaderboard.csv").read_bytes() == (
+        tmp_path / "b" / "leaderboard.csv"
+    ).read_bytes()
+    best = json.loads((tmp_path / "a" / "best_overrides.json").read_text())
+    assert (best["sampler"], best["proposer"], best["scheduler"]) == ("tpe+asha", "tpe", "asha")

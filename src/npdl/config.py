@@ -27,6 +27,7 @@ from .data.download import CIFAR10_MD5 as CIFAR10_MD5  # re-exported
 from .data.download import CIFAR10_URL as CIFAR10_URL  # re-exported
 from .network import INIT_SCHEMES
 from .optimizers import OPTIMIZERS
+from .registry import NAMED_SEARCHES, PROPOSERS, SCHEDULERS, is_multi_fidelity, search_pair
 from .schedules import SCHEDULES
 from .solver import MONITORS
 
@@ -185,7 +186,12 @@ class TuneConfig:
     """
 
     enabled: bool = True
-    sampler: str = "halving"
+    #: The search: a proposer (``PROPOSERS``: where configurations come from) under a
+    #: scheduler (``SCHEDULERS``: budgets and promotions). ``sampler``, when set, names
+    #: a pair instead (``NAMED_SEARCHES``, e.g. bohb: tpe under hyperband).
+    proposer: str = "random"
+    scheduler: str = "halving"
+    sampler: Optional[str] = None
     space: dict[str, str] = field(
         default_factory=lambda: {
             "optimizer.lr": "tag(log, interval(3e-4, 3e-3))",
@@ -201,9 +207,13 @@ class TuneConfig:
     eta: int = 2
     train_fraction: float = 0.25
     metric: str = "val_acc"
-    #: Multi-fidelity samplers: eliminated configurations trained to ``epochs`` after
+    #: Schedulers with rungs: eliminated configurations trained to ``epochs`` after
     #: the search, reporting how many beat the winner (``metrics/tune.json``).
     audit: int = 0
+    #: Schedulers with rungs: keep the checkpoints of eliminated trials in the run store.
+    keep_checkpoints: bool = False
+    #: TPE under scheduler none: random proposals before its model is used.
+    n_startup: int = 8
     n_jobs: int = 1
     #: Hydra launcher of the trials (``LAUNCHERS``); ``launcher_settings`` (dotted or
     #: nested keys; null: the launcher's own) go to ``hydra.launcher``. ``basic`` with
@@ -255,12 +265,15 @@ def searched_space(tune: TuneConfig) -> dict[str, str]:
     return {key: value for key, value in tune.space.items() if key not in tune.pin}
 
 
+def search_of(tune: TuneConfig) -> tuple[str, str]:
+    """The (proposer, scheduler) the tune stage runs (``tune.sampler``'s pair when set)."""
+    return search_pair(tune.sampler, tune.proposer, tune.scheduler)
+
+
 NORMALIZE_METHODS = ("standardize", "zca")
 #: ``tune.launcher`` choices: Hydra's basic launcher, joblib, and ``conf/hydra/launcher/``.
 LAUNCHERS = ("basic", "joblib", "ray_cluster", "ray_local", "slurm", "local_submitit")
-SAMPLERS = ("grid", "random", "halving", "asha", "hyperband", "tpe", "bohb")
-#: Samplers that compare configurations at growing budgets (rungs).
-MULTI_FIDELITY = ("halving", "asha", "hyperband", "bohb")
+SAMPLERS = tuple(NAMED_SEARCHES)
 
 
 def _check(condition: bool, key: str, value, expected: str) -> None:
@@ -433,7 +446,23 @@ def validate_config(cfg: PipelineConfig) -> PipelineConfig:
     )
     _check(solver.crop_padding >= 0, "solver.crop_padding", solver.crop_padding, ">= 0")
     tune = cfg.tune
-    _one_of("tune.sampler", tune.sampler, SAMPLERS)
+    _one_of("tune.proposer", tune.proposer, tuple(PROPOSERS))
+    _one_of("tune.scheduler", tune.scheduler, tuple(SCHEDULERS))
+    _check(
+        tune.sampler is None or tune.sampler in SAMPLERS,
+        "tune.sampler",
+        tune.sampler,
+        f"one of {', '.join(SAMPLERS)}, or null for tune.proposer and tune.scheduler",
+    )
+    defaults = (TuneConfig.proposer, TuneConfig.scheduler)
+    _check(
+        tune.sampler is None or (tune.proposer, tune.scheduler) in (defaults, search_of(tune)),
+        "tune.sampler",
+        tune.sampler,
+        f"null when tune.proposer and tune.scheduler are set (tune.proposer={tune.proposer} "
+        f"tune.scheduler={tune.scheduler}; {tune.sampler} is "
+        "tune.proposer={} tune.scheduler={})".format(*search_of(tune)),
+    )
     for key in tune.pin:
         _one_of("tune.pin", key, sorted(tune.space))
     if tune.enabled:
@@ -472,11 +501,14 @@ def validate_config(cfg: PipelineConfig) -> PipelineConfig:
     limit = cfg.paths.run_store_max_gb
     _check(limit is None or limit > 0, "paths.run_store_max_gb", limit, "null or a size > 0")
     _check(tune.audit >= 0, "tune.audit", tune.audit, ">= 0")
+    _, scheduler = search_of(tune)
+    rungs = ", ".join(name for name in SCHEDULERS if is_multi_fidelity(name))
+    named = f"tune.sampler={tune.sampler}" if tune.sampler else f"tune.scheduler={scheduler}"
     _check(
-        tune.audit == 0 or tune.sampler in MULTI_FIDELITY,
+        tune.audit == 0 or is_multi_fidelity(scheduler),
         "tune.audit",
         tune.audit,
-        f"0 for tune.sampler={tune.sampler} (an audit checks {', '.join(MULTI_FIDELITY)})",
+        f"0 for {named} (an audit checks the schedulers with rungs: {rungs})",
     )
     _check(cfg.evaluate.batch_size > 0, "evaluate.batch_size", cfg.evaluate.batch_size, "> 0")
     return cfg

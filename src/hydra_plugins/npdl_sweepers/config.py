@@ -1,120 +1,85 @@
-"""Structured configs of the sweepers, registered in Hydra's ConfigStore."""
+"""Structured configs of npdl's sweeper, registered in Hydra's ConfigStore.
+
+``hydra/sweeper=npdl`` takes a proposer and a scheduler by name; each named search of
+:data:`npdl.registry.NAMED_SEARCHES` is ``hydra/sweeper=npdl_<name>`` with its pair
+preset. The fields carry the tune stage's names (``tune.n_trials`` is
+``hydra.sweeper.n_trials``) and its defaults (:class:`npdl.config.TuneConfig`).
+"""
 
 # OmegaConf 2.3 reads ``Optional[...]`` annotations, not ``X | None``.
 # ruff: noqa: UP045
 
-from dataclasses import dataclass
+from dataclasses import dataclass, make_dataclass
 from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 
+from npdl.config import TuneConfig
+from npdl.registry import NAMED_SEARCHES
+
+TUNE = TuneConfig()
+
 
 @dataclass
 class SearchConf:
-    """What every npdl search takes."""
+    """A search: ``proposer`` (grid, random, tpe) under ``scheduler`` (none, halving,
+    asha, hyperband); see the README's tuning section for each option."""
 
+    _target_: str = "hydra_plugins.npdl_sweepers.sweepers.NpdlSweeper"
+    proposer: str = TUNE.proposer
+    scheduler: str = TUNE.scheduler
     seed: int = 0
     #: Trial metric to maximise (val_acc) or minimise (val_loss).
-    metric: str = "val_acc"
+    metric: str = TUNE.metric
     #: Stop the sweep at the first failed trial instead of recording it.
-    fail_fast: bool = False
-    #: The configured values of the searched keys are a trial (the first), and halving
-    #: and hyperband always promote them: the winner never scores below them.
+    fail_fast: bool = TUNE.fail_fast
+    #: The configured values of the searched keys are a trial (the first), and the
+    #: schedulers with rungs always promote them: the winner never scores below them.
     include_defaults: bool = True
     #: Search space in Hydra's override grammar, e.g. {lr: "tag(log, interval(1e-5, 1e-2))"},
     #: added to the sweep overrides of the command line.
     params: Optional[dict[str, str]] = None
-
-
-@dataclass
-class GridSweeperConf(SearchConf):
-    """Every combination of the sweep's choices, with a leaderboard at the end."""
-
-    _target_: str = "hydra_plugins.npdl_sweepers.sweepers.GridSweeper"
-
-
-@dataclass
-class RandomSweeperConf(SearchConf):
-    """``n_trials`` points drawn with ``seed`` from the sweep's interval/choice space."""
-
-    _target_: str = "hydra_plugins.npdl_sweepers.sweepers.RandomSweeper"
-    n_trials: int = 10
-
-
-@dataclass
-class RungsConf(SearchConf):
-    """What every multi-fidelity search takes: budgets from ``min_epochs`` to
-    ``max_epochs``, growing by ``eta``."""
-
-    eta: int = 3
-    min_epochs: int = 1
-    max_epochs: int = 27
-    #: Config key of the epoch budget, and of the schedule horizon (set to max_epochs
-    #: so a promoted trial continues the learning-rate curve it started on).
-    epochs_key: str = "solver.epochs"
-    horizon_key: Optional[str] = "solver.schedule_epochs"
-    #: Eliminated configurations trained to max_epochs afterwards, to count how many
-    #: would have beaten the winner (a check of the early rungs' judgement).
-    audit: int = 0
+    #: Configurations to start (a grid runs all of its own; hyperband sizes its brackets).
+    n_trials: int = TUNE.n_trials
+    #: Epochs of every trial (scheduler none) or of the top rung; null: the trials'
+    #: configured ``epochs_key``.
+    epochs: Optional[int] = None
+    min_epochs: int = TUNE.min_epochs
+    eta: int = TUNE.eta
+    #: Trials launched at once: ASHA's workers, an adaptive proposer's batch.
+    n_jobs: int = TUNE.n_jobs
+    #: Eliminated configurations trained to the top budget afterwards, to count how many
+    #: would have beaten the winner (schedulers with rungs).
+    audit: int = TUNE.audit
     #: Keep the run store's checkpoints of eliminated trials (by default removed when the
     #: search ends; their results stay): a grown search then resumes a trial it promotes
     #: further instead of training it from scratch.
-    keep_checkpoints: bool = False
+    keep_checkpoints: bool = TUNE.keep_checkpoints
+    #: Random proposals before TPE's model is used (one budget).
+    n_startup: int = TUNE.n_startup
+    #: Config key of the epoch budget, and of the schedule horizon (set to the top budget
+    #: so a promoted trial continues the learning-rate curve it started on).
+    epochs_key: str = "solver.epochs"
+    horizon_key: Optional[str] = "solver.schedule_epochs"
 
 
 @dataclass
-class HalvingSweeperConf(RungsConf):
-    """Successive halving: ``n_configs`` random points at ``min_epochs``; the best
-    1/``eta`` go on to ``eta`` times the epochs (resumed, not retrained), up to
-    ``max_epochs``."""
+class NamedSearchConf(SearchConf):
+    """A named search; it also takes the older names of its options: ``n_configs``
+    (n_trials), ``max_epochs`` (epochs), ``workers`` and ``batch_size`` (n_jobs)."""
 
-    _target_: str = "hydra_plugins.npdl_sweepers.rungs.HalvingSweeper"
-    n_configs: int = 27
-
-
-@dataclass
-class AshaSweeperConf(HalvingSweeperConf):
-    """Asynchronous successive halving: ``workers`` jobs per batch (the launcher's
-    parallel jobs), promoting a trial as soon as it ranks in the top 1/eta so far."""
-
-    _target_: str = "hydra_plugins.npdl_sweepers.rungs.AshaSweeper"
-    workers: int = 1
+    n_configs: Optional[int] = None
+    max_epochs: Optional[int] = None
+    workers: Optional[int] = None
+    batch_size: Optional[int] = None
 
 
-@dataclass
-class HyperbandSweeperConf(RungsConf):
-    """Hyperband: brackets of successive halving from ``min_epochs`` (most aggressive)
-    to ``max_epochs`` (no halving), each bracket's promotions resumed."""
-
-    _target_: str = "hydra_plugins.npdl_sweepers.rungs.HyperbandSweeper"
-
-
-@dataclass
-class BOHBSweeperConf(HyperbandSweeperConf):
-    """Hyperband with new configurations from a TPE model of the largest budget that
-    has enough results (BOHB)."""
-
-    _target_: str = "hydra_plugins.npdl_sweepers.rungs.BOHBSweeper"
-
-
-@dataclass
-class TPESweeperConf(SearchConf):
-    """``n_trials`` proposals of Optuna's TPE sampler, ``batch_size`` at a time (the
-    launcher's parallel jobs), after ``n_startup`` random ones."""
-
-    _target_: str = "hydra_plugins.npdl_sweepers.tpe.TPESweeper"
-    n_trials: int = 20
-    batch_size: int = 1
-    n_startup: int = 8
-
-
-for name, node in [
-    ("npdl_grid", GridSweeperConf),
-    ("npdl_random", RandomSweeperConf),
-    ("npdl_halving", HalvingSweeperConf),
-    ("npdl_asha", AshaSweeperConf),
-    ("npdl_hyperband", HyperbandSweeperConf),
-    ("npdl_bohb", BOHBSweeperConf),
-    ("npdl_tpe", TPESweeperConf),
-]:
-    ConfigStore.instance().store(group="hydra/sweeper", name=name, node=node, provider="npdl")
+store = ConfigStore.instance()
+store.store(group="hydra/sweeper", name="npdl", node=SearchConf, provider="npdl")
+for name, (proposer, scheduler) in NAMED_SEARCHES.items():
+    node = make_dataclass(
+        f"{name.title()}SearchConf",
+        [("proposer", str, proposer), ("scheduler", str, scheduler)],
+        bases=(NamedSearchConf,),
+    )
+    store.store(group="hydra/sweeper", name=f"npdl_{name}", node=node, provider="npdl")

@@ -1,5 +1,11 @@
-"""Hydra sweepers of npdl: the shared machinery, grid and random search (here),
-successive halving, Hyperband and BOHB (``rungs.py``), TPE (``tpe.py``).
+"""npdl's Hydra sweeper: a proposer under a scheduler, over one run store.
+
+:class:`NpdlSweeper` composes the three parts of a search: the proposer and the
+scheduler named by ``proposer`` and ``scheduler`` (:mod:`npdl.registry`, e.g. ``tpe``
+under ``asha``), the trials' launching (:mod:`.trials`) and the reports
+(:mod:`.reporting`). ``hydra/sweeper=npdl`` takes the two names;
+``hydra/sweeper=npdl_<name>`` presets a named pair (``npdl_bohb``: ``tpe`` under
+``hyperband``).
 
 The search space comes from the command line (or ``hydra.sweeper.params``) in Hydra's
 override grammar: ``choice(...)``, ``range(...)``, ``a,b,c``, ``interval(a,b)``,
@@ -7,31 +13,29 @@ override grammar: ``choice(...)``, ``range(...)``, ``a,b,c``, ``interval(a,b)``,
 through the configured launcher, so ``hydra/launcher=joblib`` parallelises any search.
 Each trial's task function returns its metrics dict (``status``, ``val_acc``,
 ``val_loss``, ``epochs``, ``resumed_from``, ``seconds``, ``cache_hit``, ``lineage``,
-``budget``); at the end the sweeper writes ``leaderboard.csv``, ``leaderboard.md``,
-``best_overrides.json`` and the trial log ``trials.csv`` (wall time, cache hits) into the
-sweep folder, prints the top of the leaderboard, and (multi-fidelity searches) removes
-the run store's checkpoints of the trials it eliminated
-(:meth:`SearchSweeper.drop_eliminated_checkpoints`).
+``budget``); at the end the sweeper writes the reports into the sweep folder, prints
+the top of the leaderboard and (schedulers with rungs) removes the run store's
+checkpoints of the trials it eliminated.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
+from npdl import registry
 from npdl.config import debugging
-from npdl.io import save_json
+from npdl.overrides import point_text
+
+from .reporting import write_reports
+from .trials import TrialLauncher, drop_eliminated_checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -69,40 +73,49 @@ def parse_space(lines: list[str], parser: OverridesParser) -> tuple[dict, list[s
     return space, fixed
 
 
-def format_value(value: Any) -> str:
-    """A value as override text (a choice's text is override text already)."""
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return "null"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(format_value(item) for item in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{k}:{format_value(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    return repr(float(value))
-
-
-class SearchSweeper(Sweeper):
-    """Shared machinery: parsing, launching batches, recording and reporting trials."""
-
-    sampler = "search"
-    #: Keep the checkpoints of eliminated trials (multi-fidelity searches' option).
-    keep_checkpoints = False
+class NpdlSweeper(Sweeper):
+    """A search: ``proposer`` under ``scheduler``; the other fields are
+    :class:`~hydra_plugins.npdl_sweepers.config.SearchConf`'s (the tune stage's names)."""
 
     def __init__(
         self,
+        proposer: str = "random",
+        scheduler: str = "none",
         seed: int = 0,
         metric: str = "val_acc",
         fail_fast: bool = False,
-        params: dict | None = None,
         include_defaults: bool = True,
-        **options,
+        params: dict | None = None,
+        n_trials: int = 10,
+        epochs: int | None = None,
+        min_epochs: int = 1,
+        eta: int = 3,
+        n_jobs: int = 1,
+        audit: int = 0,
+        keep_checkpoints: bool = False,
+        n_startup: int = 8,
+        epochs_key: str = "solver.epochs",
+        horizon_key: str | None = "solver.schedule_epochs",
+        n_configs: int | None = None,
+        max_epochs: int | None = None,
+        workers: int | None = None,
+        batch_size: int | None = None,
     ):
         super().__init__()
+        # The older names of the named searches' options: n_configs (halving, asha) is
+        # n_trials, max_epochs is epochs, workers (asha) and batch_size (tpe) are n_jobs.
+        n_trials = n_configs if n_configs is not None else n_trials
+        epochs = max_epochs if max_epochs is not None else epochs
+        n_jobs = next((v for v in (workers, batch_size) if v is not None), n_jobs)
+        self.proposer_class = registry.proposer_class(proposer)
+        self.scheduler_class = registry.scheduler_class(scheduler)
+        self.sampler = registry.search_name(proposer, scheduler)
+        self.names = {"proposer": proposer, "scheduler": scheduler}
+        if audit < 0:
+            raise ValueError(f"hydra.sweeper.audit must be >= 0, got {audit}")
+        for name, value in (("n_trials", n_trials), ("n_jobs", n_jobs)):
+            if value <= 0:
+                raise ValueError(f"hydra.sweeper.{name} must be > 0, got {value}")
         self.seed, self.metric, self.include_defaults = seed, metric, include_defaults
         # NPDL_DEBUG: a failing trial stops the sweep with its traceback.
         self.fail_fast = fail_fast or debugging()
@@ -111,14 +124,14 @@ class SearchSweeper(Sweeper):
         except ValueError as error:
             raise ValueError(f"hydra.sweeper.{error}") from None
         self.params = dict(params or {})
-        self.options = options
+        self.budgets = {"n_trials": n_trials, "epochs": epochs, "min_epochs": min_epochs}
+        self.budgets |= {"eta": eta, "n_jobs": n_jobs}
+        self.audit_size, self.keep_checkpoints, self.n_startup = audit, keep_checkpoints, n_startup
+        self.epochs_key, self.horizon_key = epochs_key, horizon_key
         self.rows: list[dict] = []
-        #: budget (epochs) -> [(point, score)] of every trial run at it (multi-fidelity).
-        self.observed: dict[int, list[tuple[dict, float | None]]] = {}
-        self.planned: int | None = None  # trials the search will run, where known
-        self.audit: dict | None = None  # eliminated trials trained to the top (audit)
-        self.progress: tqdm | None = None
-        self.job_index = 0
+        #: budget -> [(point, score)] of every trial this sweeper ran (proposers read it).
+        self.history: dict = {}
+        self.audit: dict | None = None
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -129,61 +142,86 @@ class SearchSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> list[dict]:
-        self.parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         lines = [f"{key}={value}" for key, value in self.params.items()] + list(arguments)
-        space, self.fixed = parse_space(lines, self.parser)
+        space, fixed = parse_space(lines, parser)
         if not space:
             raise ValueError(
-                f"{type(self).__name__} got an empty search space; give at least one "
+                f"the {self.sampler} search got an empty search space; give at least one "
                 "sweep override, e.g. lr='tag(log, interval(1e-5, 1e-2))' or reg=1e-5,1e-4"
             )
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        self.trials = TrialLauncher(
+            self.launcher, parser, fixed, self.objective, self.fail_fast, self.sampler
+        )
+        self.trials.rows = self.rows
         log.info("%s search over %s", self.sampler, ", ".join(space))
         best = self.search(space)
-        if self.progress is not None:
-            self.progress.close()
-        self.report(sweep_dir, best)
-        self.drop_eliminated_checkpoints()
+        self.trials.close()
+        about = {**self.names, "sampler": self.sampler, "audit": self.audit}
+        write_reports(sweep_dir, self.rows, self.objective, best, about)
+        if self.scheduler_class.multi_fidelity and not self.keep_checkpoints:
+            drop_eliminated_checkpoints(self.config, self.rows, self.top_epochs())
         return self.rows
 
-    def top_budget(self) -> int | None:
-        """The budget (epochs) a trial the search did not eliminate reaches; None for
-        searches that train every trial at one budget (nothing is eliminated)."""
-        return None
+    def run_batch(self, points: list[dict], extra: list[str] = ()) -> list[dict]:
+        """Launch one trial per point (plus ``extra`` overrides); their rows."""
+        return self.trials.run_batch(points, extra)
 
-    def drop_eliminated_checkpoints(self) -> None:
-        """Remove from the run store the checkpoints of the trials that stopped below
-        :meth:`top_budget` (their results stay): a checkpoint only lets a longer run
-        resume, and the search did not carry these further. Lineages another process
-        holds, unfinished ones and checkpoints carried further are kept
-        (:func:`npdl.run.gc.drop_checkpoints`)."""
-        top = self.top_budget()
-        if top is None or self.keep_checkpoints:
-            return
-        reached: dict[str, int] = {}
-        for row in self.rows:
-            if row["lineage"] and isinstance(row["budget"], int):
-                reached[row["lineage"]] = max(reached.get(row["lineage"], 0), row["budget"])
-        eliminated = {lineage: budget for lineage, budget in reached.items() if budget < top}
-        if not eliminated:
-            return
-        from npdl.run.gc import drop_checkpoints, format_size
-        from npdl.run.store import RunStore, store_root
+    def top_epochs(self) -> int | None:
+        """The top budget: ``epochs``, else (schedulers with rungs) the configured one."""
+        epochs = self.budgets["epochs"]
+        if epochs is None and self.scheduler_class.multi_fidelity:
+            epochs = int(OmegaConf.select(self.config, self.epochs_key))
+        return epochs
 
-        # The trials' store: paths.run_store from the project root (the current folder).
-        configured = OmegaConf.select(self.config, "paths.run_store", default=None)
-        root = store_root(configured, Path.cwd())
-        if not (root / "trials").is_dir():
-            return
-        report = drop_checkpoints(RunStore(root), eliminated, f"eliminated below {top} epochs")
-        log.info(
-            "run store: removed the checkpoints of %d eliminated trials (%s)%s",
-            len(report.removed),
-            format_size(sum(part.size for part, _ in report.removed)),
-            f"; {len(report.busy)} in use elsewhere kept" if report.busy else "",
+    def search(self, space: dict) -> dict | None:
+        """Run the trials; return the best point (key -> override text), or None if
+        no trial succeeded."""
+        configured = self.configured_point(space)
+        if not self.proposer_class.takes_configured:
+            configured = None
+        multi_fidelity = self.scheduler_class.multi_fidelity
+        proposer = self.proposer_class(
+            space,
+            self.seed,
+            exclude=[configured] if configured is not None else [],
+            history=self.history,
+            multi_fidelity=multi_fidelity,
+            n_startup=self.n_startup,
         )
+        scheduler = self.scheduler_class(**{**self.budgets, "epochs": self.top_epochs()})
+        if hasattr(self, "trials"):
+            self.trials.planned = scheduler.planned(proposer)
+        first_row = len(self.rows)
+        evaluate = search_package().schedulers.telling(proposer, self.run_requests, self.history)
+        proposals = search_package().Proposals(proposer, configured)
+        result = scheduler.run(proposals, evaluate)
+        if not multi_fidelity:
+            return self.best_of(self.rows[first_row:])
+        if result.best is None:
+            return None
+        self.run_audit(result, evaluate, scheduler.epochs)
+        return point_overrides(result.points[result.best.point_index])
+
+    def run_requests(self, requests: list[tuple[int, dict, int | None]]) -> list[float | None]:
+        """Train each ``(index, point, epochs)`` request: one launcher batch per budget,
+        with rungs all on the schedule horizon of the top budget (a promoted trial
+        continues its learning-rate curve); scores, higher is better."""
+        top = self.top_epochs() if self.scheduler_class.multi_fidelity else None
+        horizon = [f"{self.horizon_key}={top}"] if self.horizon_key and top else []
+        by_budget: dict[int | None, list[int]] = {}
+        for position, (_, _, epochs) in enumerate(requests):
+            by_budget.setdefault(epochs, []).append(position)
+        scores: list[float | None] = [None] * len(requests)
+        for epochs, positions in by_budget.items():
+            budget = [] if epochs is None else [f"{self.epochs_key}={epochs}"]
+            rows = self.run_batch([requests[p][1] for p in positions], [*horizon, *budget])
+            for position, row in zip(positions, rows, strict=True):
+                scores[position] = self.objective.score(row)
+        return scores
 
     def configured_point(self, space: dict) -> dict | None:
         """The configured values of the searched keys (override text), or None when
@@ -196,224 +234,54 @@ class SearchSweeper(Sweeper):
             if value is None:
                 return None
             plain = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-            point[key] = format_value(plain)
+            point[key] = point_text(plain)
         return point
 
-    def sampled(self, space: dict, n: int) -> list[dict]:
-        """``n`` distinct points: the configured values first (always a trial, as
-        Optuna's ``enqueue_trial``), then seeded draws without repeats."""
-        configured = self.configured_point(space)
-        draws = search_package().distinct_points(space, n, np.random.default_rng(self.seed))
-        points = [configured] if configured is not None else []
-        points += [p for p in draws if configured is None or not same_point(p, configured)]
-        size = search_package().space_size(space)
-        if size is not None and size < n:
-            log.warning("the space has only %d points: each is tried once (asked for %d)", size, n)
-        return points[:n]
-
-    def search(self, space: dict) -> dict:
-        """Run the trials; return the best point (key -> override text), or None if
-        no trial succeeded."""
-        raise NotImplementedError
-
-    def run_batch(self, points: list[dict], extra: list[str] = ()) -> list[dict]:
-        """Launch one trial per point (plus ``extra`` overrides); record and return rows.
-
-        Hydra's basic launcher runs jobs one after another anyway: it gets them one at a
-        time, so that the progress bar moves with every trial.
-        """
-        batch = [
-            [*self.fixed, *extra, *(f"{k}={format_value(v)}" for k, v in point.items())]
-            for point in points
-        ]
-        sequential = isinstance(self.launcher, BasicLauncher)
-        groups = [[i] for i in range(len(batch))] if sequential else [list(range(len(batch)))]
-        rows = []
-        for group in groups:
-            returns = self.launcher.launch(
-                [batch[i] for i in group], initial_job_idx=self.job_index
-            )
-            self.job_index += len(group)
-            for i, job in zip(group, returns, strict=True):
-                rows.append(self.record(points[i], job))
-            self.show_progress(len(group))
-        return rows
-
-    def record(self, point: dict, job) -> dict:
-        """The leaderboard row of one finished job."""
-        try:
-            value = dict(job.return_value or {})
-        except Exception as error:  # the job raised: a failed trial
-            if self.fail_fast:
-                raise
-            value = {"status": "failed", "error": f"{type(error).__name__}: {error}"}
-        row = {
-            "overrides": {k: self.typed(k, v) for k, v in point.items()},
-            "status": value.get("status", "failed"),
-            "val_acc": value.get("val_acc"),
-            "val_loss": value.get("val_loss"),
-            "epochs": value.get("epochs"),
-            "resumed_from": value.get("resumed_from"),
-            "seconds": value.get("seconds"),
-            "cache_hit": bool(value.get("cache_hit", False)),
-            # The run store's entry it came from (npdl cache gc --keep-referenced).
-            "lineage": value.get("lineage"),
-            "budget": value.get("budget"),
-        }
-        if row["status"] == "failed" and self.fail_fast:
-            raise RuntimeError(f"trial {row['overrides']} failed: {value.get('error')}")
-        self.rows.append(row)
-        return row
-
-    def show_progress(self, finished: int) -> None:
-        """Advance the progress bar (a terminal) or log a line (anything else): trials
-        done of planned, best so far, cache hits."""
-        best = self.objective.best_value(self.rows)
-        hits = sum(row["cache_hit"] for row in self.rows)
-        status = {"best " + self.metric: f"{best:.4f}" if best is not None else "-", "cached": hits}
-        if self.progress is None:
-            self.progress = tqdm(
-                total=self.planned, desc=f"{self.sampler} search", unit="trial", disable=None
-            )
-        if not self.progress.disable:
-            self.progress.update(finished)
-            self.progress.set_postfix(status, refresh=True)
+    def run_audit(self, result, evaluate, top: int) -> None:
+        """Train ``audit`` randomly chosen eliminated configurations to the top budget
+        and count how many beat the winner there. Their rows are kept out of the
+        leaderboard: the audit checks the search, it does not change its answer."""
+        if not self.audit_size:
             return
-        planned = f"/{self.planned}" if self.planned else ""
+        reached: dict[int, tuple[int, float | None]] = {}
+        for record in result.records:
+            if record.epochs >= reached.get(record.point_index, (0, None))[0]:
+                reached[record.point_index] = (record.epochs, record.score)
+        eliminated = sorted(
+            i for i, (epochs, score) in reached.items() if epochs < top and score is not None
+        )
+        rng = np.random.default_rng(self.seed + 1)
+        chosen = sorted(rng.permutation(eliminated)[: self.audit_size].tolist())
+        before = len(self.rows)
+        scores = evaluate([(i, result.points[i], top) for i in chosen])
+        rows, self.rows[before:] = self.rows[before:], []
+        beat = [s is not None and s > result.best.score for s in scores]
+        self.audit = {
+            "trained": len(chosen),
+            "beat_winner": sum(beat),
+            "trials": [
+                {"overrides": row["overrides"], self.metric: row[self.metric], "beat_winner": b}
+                for row, b in zip(rows, beat, strict=True)
+            ],
+        }
         log.info(
-            "%d%s trials done; best %s %s; %d from the cache",
-            len(self.rows),
-            planned,
-            self.metric,
-            status["best " + self.metric],
-            hits,
-        )
-
-    def typed(self, key: str, value: Any) -> Any:
-        """The value an override sets (a choice's text parsed as Hydra would)."""
-        if not isinstance(value, str):
-            return value
-        parsed = self.parser.parse_override(f"{key}={value}").value()
-        return OmegaConf.to_container(parsed) if OmegaConf.is_config(parsed) else parsed
-
-    def report(self, sweep_dir: Path, best: dict | None) -> None:
-        fidelity = search_package().fidelity
-        ranked = search_package().rank_trials(self.rows, self.objective)
-        correlations = fidelity.rung_correlations(self.rows, self.objective)
-        footer = ""
-        if correlations:
-            text = fidelity.describe(correlations)
-            footer = "Rank agreement between budgets (Spearman):\n\n" + "\n".join(
-                f"- {line}" for line in text.splitlines()
-            )
-            log.info("rank agreement between budgets:\n%s", text)
-            for c in correlations:
-                if c["spearman"] is not None and c["spearman"] < fidelity.WARN_BELOW:
-                    log.warning(
-                        "the %d-epoch ranking predicts the %d-epoch one poorly (Spearman %.2f "
-                        "< %.1f): the first rungs may eliminate the best trials; consider a "
-                        "larger min_epochs",
-                        c["from_epochs"],
-                        c["to_epochs"],
-                        c["spearman"],
-                        fidelity.WARN_BELOW,
-                    )
-        search_package().write_leaderboard_csv(sweep_dir / "leaderboard.csv", ranked)
-        search_package().write_trial_log(sweep_dir / "trials.csv", self.rows)
-        search_package().write_leaderboard_md(
-            sweep_dir / "leaderboard.md",
-            ranked,
-            title=f"{self.sampler} search: {len(ranked)} trials",
-            footer=footer,
-        )
-        hits = sum(row["cache_hit"] for row in self.rows)
-        save_json(
-            sweep_dir / "best_overrides.json",
-            {
-                "sampler": self.sampler,
-                "metric": self.metric,
-                "overrides": best,
-                "trials": len(self.rows),
-                "cache_hits": hits,
-                # A resumed trial trained only the epochs after its checkpoint.
-                "epochs_trained": sum(
-                    (row["epochs"] or 0) - (row["resumed_from"] or 0)
-                    for row in self.rows
-                    if not row["cache_hit"]
-                ),
-                "fidelity": correlations,
-                "audit": self.audit,
-            },
-        )
-        print(search_package().format_table(ranked, top=10), flush=True)
-        print(
-            f"{len(self.rows)} trials, {hits} from the cache; best: {json.dumps(best)}", flush=True
+            "audit: %d of %d eliminated configurations trained to %d epochs beat the winner",
+            sum(beat),
+            len(chosen),
+            top,
         )
 
     def best_of(self, rows: list[dict]) -> dict | None:
+        """The best ``ok`` row's point, by the leaderboard's ranking (ties: the lower
+        val_loss, then the earlier trial)."""
         ranked = [
             row
             for row in search_package().rank_trials(rows, self.objective)
             if row["status"] == "ok"
         ]
-        if not ranked:
-            return None
-        return {k: format_value(v) for k, v in ranked[0]["overrides"].items()}
+        return point_overrides(ranked[0]["overrides"]) if ranked else None
 
 
-class GridSweeper(SearchSweeper):
-    """Every combination of the choices (no intervals)."""
-
-    sampler = "grid"
-
-    def search(self, space: dict) -> dict | None:
-        points = search_package().grid_points(space)
-        self.planned = len(points)
-        return self.best_of(self.run_batch(points))
-
-
-class RandomSweeper(SearchSweeper):
-    """``n_trials`` points drawn with ``seed``; growing ``n_trials`` only adds points."""
-
-    sampler = "random"
-
-    def __init__(self, n_trials: int = 10, **kwargs):
-        super().__init__(**kwargs)
-        if n_trials <= 0:
-            raise ValueError(f"hydra.sweeper.n_trials must be > 0, got {n_trials}")
-        self.n_trials = n_trials
-
-    def search(self, space: dict) -> dict | None:
-        points = self.sampled(space, self.n_trials)
-        self.planned = len(points)
-        return self.best_of(self.run_batch(points))
-
-
-def point_identity(point: dict) -> str:
-    """A point (key -> value or override text) as one JSON string: each value as
-    :func:`format_value` writes it, keys sorted, so the key order does not matter."""
-    return json.dumps({k: format_value(v) for k, v in sorted(point.items())})
-
-
-def same_point(one: dict, two: dict) -> bool:
-    """Whether two points set the same values (:func:`point_identity`)."""
-    return point_identity(one) == point_identity(two)
-
-
-def inside_space(space: dict, point: dict) -> bool:
-    """Whether ``point`` (key -> value or override text, every key of ``space``) lies in
-    ``space`` (key -> Choice or Interval): each value one of the choice's values, or a
-    number within the interval's bounds. The configured values may not."""
-    for key, dimension in space.items():
-        value = point[key]
-        if isinstance(dimension, search_package().Choice):
-            if value not in dimension.values:
-                return False
-        else:
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                return False
-            if not dimension.low <= number <= dimension.high:
-                return False
-    return True
+def point_overrides(point: dict) -> dict:
+    """A point as key -> override text (``best_overrides.json``'s form)."""
+    return {key: point_text(value) for key, value in point.items()}

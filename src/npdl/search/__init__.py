@@ -5,7 +5,7 @@ Trials are training runs of :mod:`npdl.run` (and its run store), launched throug
 train stage; neither package imports the other.
 """
 
-from . import fidelity
+from . import fidelity, proposers, schedulers
 from .asha import AshaResult, asha, asha_budgets
 from .halving import (
     BestTrial,
@@ -26,6 +26,16 @@ from .leaderboard import (
     write_trial_log,
 )
 from .objective import Objective
+from .proposers import GridProposer, Proposer, RandomProposer, TPEProposer
+from .schedulers import (
+    AsynchronousHalving,
+    Hyperband,
+    OneBudget,
+    Proposals,
+    Scheduler,
+    SearchResult,
+    SuccessiveHalving,
+)
 from .spaces import (
     Choice,
     Interval,
@@ -35,17 +45,28 @@ from .spaces import (
     sample_points,
     space_size,
 )
-from .tpe import TPEProposer
+from .tpe import TPEModel
 
 __all__ = [
     "LEADERBOARD_COLUMNS",
     "AshaResult",
+    "AsynchronousHalving",
     "BestTrial",
     "Choice",
+    "GridProposer",
     "HalvingResult",
+    "Hyperband",
     "HyperbandResult",
     "Interval",
     "Objective",
+    "OneBudget",
+    "Proposals",
+    "Proposer",
+    "RandomProposer",
+    "Scheduler",
+    "SearchResult",
+    "SuccessiveHalving",
+    "TPEModel",
     "TPEProposer",
     "TrialRecord",
     "asha",
@@ -59,8 +80,10 @@ __all__ = [
     "halving_rungs",
     "hyperband",
     "hyperband_brackets",
+    "proposers",
     "rank_trials",
     "sample_points",
+    "schedulers",
     "space_size",
     "successive_halving",
     "total_epochs",

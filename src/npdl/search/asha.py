@@ -13,8 +13,8 @@ Epoch counts are totals, as in :mod:`.halving`: a promoted trial resumes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from .halving import (
     BestTrial,
@@ -38,11 +38,13 @@ def asha_budgets(min_epochs: int, max_epochs: int, eta: int) -> list[int]:
 
 @dataclass(frozen=True)
 class AshaResult:
-    """What :func:`asha` did: every trial in launch order, and the best at the top."""
+    """What :func:`asha` did: every trial in launch order, the best at the top, and
+    the points it started (``point_index`` refers to them)."""
 
     budgets: list[int]
     records: list[TrialRecord]
     best: BestTrial | None
+    points: list[dict] = field(default_factory=list)
 
     @property
     def epochs_spent(self) -> int:
@@ -50,22 +52,30 @@ class AshaResult:
         return epochs_spent(self.records)
 
 
+#: ``next_point() -> point`` for a configuration about to start, None when there is none.
+NextPoint = Callable[[], "dict | None"]
+
+
 def asha(
-    points: Sequence[dict],
+    points: Sequence[dict] | NextPoint,
     min_epochs: int,
     max_epochs: int,
     eta: int,
     run_batch: RunBatch,
     workers: int = 1,
-    keep: Sequence[int] = (),
+    always_promote: Sequence[int] = (),
 ) -> AshaResult:
-    """Run asynchronous successive halving over ``points`` on ``workers`` slots.
+    """Run asynchronous successive halving on ``workers`` slots.
 
     Parameters
     ----------
-    points, min_epochs, max_epochs, eta, run_batch, keep
-        As for :func:`~npdl.search.halving.successive_halving` (``keep``: promoted
-        whenever they finish a rung).
+    points : sequence of dict, or callable
+        The configurations, or ``next_point()`` giving each new one as a slot has
+        nothing to promote (None: no more), so that a proposer can learn from the
+        results so far.
+    min_epochs, max_epochs, eta, run_batch, always_promote
+        As for :func:`~npdl.search.halving.successive_halving` (``always_promote``:
+        promoted whenever they finish a rung).
     workers : int
         Jobs per batch (the launcher's parallel jobs).
 
@@ -78,16 +88,22 @@ def asha(
     """
     workers = positive_int("workers", workers, 1)
     budgets = asha_budgets(min_epochs, max_epochs, eta)
+    next_point = points if callable(points) else iter(list(points)).__next__
     scores: list[dict[int, float | None]] = [{} for _ in budgets]  # rung -> index -> score
     promoted: list[set[int]] = [set() for _ in budgets]
     records: list[TrialRecord] = []
-    next_point = 0
+    started: list[dict] = []
+    exhausted = False
     while True:
         batch: list[tuple[int, int]] = []  # (rung, point index)
         for _ in range(workers):
-            job = _promotion(scores, promoted, budgets, eta, keep, batch)
-            if job is None and next_point < len(points):
-                job, next_point = (0, next_point), next_point + 1
+            job = _promotion(scores, promoted, budgets, eta, always_promote, batch)
+            if job is None and not exhausted:
+                point = _next_or_none(next_point)
+                exhausted = point is None
+                if point is not None:
+                    started.append(point)
+                    job = (0, len(started) - 1)
             if job is None:
                 break
             if job[0] > 0:
@@ -97,11 +113,12 @@ def asha(
             batch = _finish(scores, promoted)
         if not batch:
             break
-        results = list(run_batch([(index, points[index], budgets[rung]) for rung, index in batch]))
+        requests = [(index, started[index], budgets[rung]) for rung, index in batch]
+        results = list(run_batch(requests))
         if len(results) != len(batch):
             raise ValueError(f"run_batch returned {len(results)} scores for {len(batch)} requests")
-        for (rung, index), score in zip(batch, results, strict=True):
-            scores[rung][index] = checked_score(score, (index, points[index], budgets[rung]))
+        for (rung, index), score, request in zip(batch, results, requests, strict=True):
+            scores[rung][index] = checked_score(score, request)
             records.append(TrialRecord(rung, index, budgets[rung], scores[rung][index], False))
     records = [
         TrialRecord(r.rung, r.point_index, r.epochs, r.score, r.point_index in promoted[r.rung])
@@ -112,7 +129,14 @@ def asha(
     if top:
         index = min(top, key=lambda i: (-top[i], i))
         best = BestTrial(index, budgets[-1], top[index])
-    return AshaResult(budgets, records, best)
+    return AshaResult(budgets, records, best, started)
+
+
+def _next_or_none(next_point: NextPoint) -> dict | None:
+    try:
+        return next_point()
+    except StopIteration:
+        return None
 
 
 def _finish(scores, promoted) -> list[tuple[int, int]]:
@@ -131,13 +155,13 @@ def _finish(scores, promoted) -> list[tuple[int, int]]:
     return []
 
 
-def _promotion(scores, promoted, budgets, eta, keep, batch) -> tuple[int, int] | None:
+def _promotion(scores, promoted, budgets, eta, always_promote, batch) -> tuple[int, int] | None:
     """The highest-rung promotion available now, or None."""
     busy = {index for _, index in batch}
     for rung in range(len(budgets) - 2, -1, -1):
         done = {i: s for i, s in scores[rung].items() if s is not None}
         ranked = sorted(done, key=lambda i: (-done[i], i))
-        eligible = ranked[: len(scores[rung]) // eta] + [i for i in keep if i in done]
+        eligible = ranked[: len(scores[rung]) // eta] + [i for i in always_promote if i in done]
         for index in eligible:
             if index not in promoted[rung] and index not in busy:
                 return rung + 1, index

@@ -216,7 +216,7 @@ def successive_halving(
     max_epochs: int,
     eta: int,
     run_batch: RunBatch,
-    keep: Sequence[int] = (),
+    always_promote: Sequence[int] = (),
 ) -> HalvingResult:
     """Run successive halving over ``points``.
 
@@ -234,7 +234,7 @@ def successive_halving(
         It returns one score per request, in order: higher is better (e.g. validation
         accuracy); None (or NaN) marks a failed or diverged trial, which is never
         promoted. The same ``(point_index, epochs)`` is never requested twice.
-    keep : sequence of int
+    always_promote : sequence of int
         Point indices promoted at every rung whatever their rank, unless they fail
         (the configured values: the winner then never scores below them at the top).
 
@@ -287,7 +287,7 @@ def successive_halving(
         is_last = rung == len(schedule) - 1
         promoted = set() if is_last else set(ranking[: schedule[rung + 1][0]])
         if not is_last:
-            promoted |= {index for index in keep if score_of.get(index) is not None}
+            promoted |= {index for index in always_promote if score_of.get(index) is not None}
         records.extend(
             TrialRecord(rung, index, epochs, score_of[index], index in promoted)
             for index in survivors

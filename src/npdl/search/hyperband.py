@@ -76,7 +76,7 @@ def hyperband(
     max_epochs: int,
     eta: int,
     run_batch: RunBatch,
-    keep: Sequence[int] = (),
+    always_promote: Sequence[int] = (),
 ) -> HyperbandResult:
     """Run Hyperband: each bracket of :func:`hyperband_brackets` in turn.
 
@@ -90,7 +90,7 @@ def hyperband(
     run_batch : callable
         As for :func:`~npdl.search.halving.successive_halving`, with point indices
         into :attr:`HyperbandResult.points`.
-    keep : sequence of int
+    always_promote : sequence of int
         Indices, within the first bracket's points, that are always promoted (the
         configured values, so that the winner is never worse than them at the top).
     """
@@ -110,7 +110,12 @@ def hyperband(
             return run_batch([(offset + index, point, epochs) for index, point, epochs in requests])
 
         result = successive_halving(
-            proposed, first_epochs, max_epochs, eta, shifted, keep=keep if bracket == 0 else ()
+            proposed,
+            first_epochs,
+            max_epochs,
+            eta,
+            shifted,
+            always_promote=always_promote if bracket == 0 else (),
         )
         result = _shift(result, offset)
         brackets.append(result)

@@ -23,13 +23,16 @@ more points only adds points (the first ``k`` of ``n`` are the points of a run w
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from ..overrides import point_text
 
 
 @dataclass(frozen=True)
@@ -257,7 +260,8 @@ def distinct_points(space: Space, n: int, rng: np.random.Generator | int) -> lis
     order of its grid: asking for ``n >= space_size(space)`` points gives every point
     once (fewer than ``n``). A space with an interval is drawn as by
     :func:`sample_points`, a repeated point skipped. Either way the same seed gives the
-    same points and the first ``k`` of ``n`` are the points of a run with ``n = k``.
+    same points and the first ``k`` of ``n`` are the points of a run with ``n = k``
+    (they are the first ``n`` of :func:`iter_distinct_points`).
 
     Raises
     ------
@@ -269,29 +273,67 @@ def distinct_points(space: Space, n: int, rng: np.random.Generator | int) -> lis
         raise ValueError(f"the number of points to sample must be an int >= 1, got n={n!r}")
     if rng is None:
         raise TypeError("distinct_points needs a seed or a numpy.random.Generator, got rng=None")
+    return list(itertools.islice(iter_distinct_points(space, rng), int(n)))
+
+
+def iter_distinct_points(space: Space, rng: np.random.Generator | int) -> Iterator[dict[str, Any]]:
+    """The seeded sequence of distinct points :func:`distinct_points` takes its
+    prefixes from: a finite space's grid in a random order (then it ends), or draws of
+    :func:`sample_points` with repeats skipped (endless)."""
+    checked_space(space)
+    if rng is None:
+        raise TypeError("distinct_points needs a seed or a numpy.random.Generator, got rng=None")
     rng = np.random.default_rng(rng)
     size = space_size(space)
     if size is not None:
         keys = list(space)
         radices = [len(space[key].values) for key in keys]
-        points = []
-        for index in rng.permutation(size)[: int(n)].tolist():
+        for index in rng.permutation(size).tolist():
             # Mixed-radix digits of the grid index, the last key varying fastest.
             digits = []
             for radix in reversed(radices):
                 index, digit = divmod(index, radix)
                 digits.append(digit)
             values = [space[key].values[d] for key, d in zip(keys, reversed(digits), strict=True)]
-            points.append(dict(zip(keys, values, strict=True)))
-        return points
-    points, seen = [], set()
-    while len(points) < n:
+            yield dict(zip(keys, values, strict=True))
+        return
+    seen = set()
+    while True:
         (point,) = sample_points(space, 1, rng)
         identity = repr(sorted(point.items()))
         if identity not in seen:
             seen.add(identity)
-            points.append(point)
-    return points
+            yield point
+
+
+def point_identity(point: Mapping[str, Any]) -> str:
+    """A point (key -> value or override text) as one JSON string: each value as
+    :func:`npdl.overrides.point_text` writes it, keys sorted, so the key order does not matter."""
+    return json.dumps({k: point_text(v) for k, v in sorted(point.items())})
+
+
+def same_point(one: Mapping[str, Any], two: Mapping[str, Any]) -> bool:
+    """Whether two points set the same values (:func:`point_identity`)."""
+    return point_identity(one) == point_identity(two)
+
+
+def inside_space(space: Space, point: Mapping[str, Any]) -> bool:
+    """Whether ``point`` (key -> value or override text, every key of ``space``) lies in
+    ``space``: each value one of the choice's values, or a number within the
+    interval's bounds. The configured values may not."""
+    for key, dimension in space.items():
+        value = point[key]
+        if isinstance(dimension, Choice):
+            if value not in dimension.values:
+                return False
+        else:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                return False
+            if not dimension.low <= number <= dimension.high:
+                return False
+    return True
 
 
 def describe_space(space: Space) -> str:

@@ -2,7 +2,7 @@
 
 Optuna (>= 5) only proposes points here; what runs a trial, caches it, resumes it and
 ranks it stays ours. No Optuna storage is kept: a study is rebuilt from the results a
-search already has (:meth:`TPEProposer.observe`), so a resumed, grown or re-run search
+search already has (:meth:`TPEModel.observe`), so a resumed, grown or re-run search
 needs no database, and a seeded proposer fed the same results proposes the same points.
 
 The space is ours (:mod:`.spaces`): an :class:`~.spaces.Interval` becomes a float (or
@@ -43,7 +43,7 @@ def distributions(space: Space) -> dict[str, Any]:
     return out
 
 
-class TPEProposer:
+class TPEModel:
     """Points proposed by a seeded ``TPESampler``, rebuilt from known results.
 
     Parameters

@@ -1,0 +1,166 @@
+"""The launching part of npdl's sweeper: trials as launcher batches, their rows, progress,
+and the run store's clean-up after a search with rungs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from npdl.overrides import point_text
+
+log = logging.getLogger(__name__)
+
+
+class TrialLauncher:
+    """Launch trials and record their rows (``rows``, in the order they finished).
+
+    Parameters
+    ----------
+    launcher : Hydra launcher
+    parser : OverridesParser
+        Turns a choice's override text back into the value it sets.
+    fixed : list of str
+        ``key=value`` overrides of every trial.
+    objective : npdl.search.Objective
+    fail_fast : bool
+        A failed trial stops the search (it is recorded as failed otherwise).
+    label : str
+        The search's name, for the progress bar.
+    """
+
+    def __init__(
+        self,
+        launcher,
+        parser: OverridesParser,
+        fixed: list[str],
+        objective,
+        fail_fast: bool,
+        label: str,
+    ):
+        self.launcher, self.parser, self.fixed = launcher, parser, fixed
+        self.objective, self.fail_fast, self.label = objective, fail_fast, label
+        self.rows: list[dict] = []
+        self.planned: int | None = None
+        self.progress: tqdm | None = None
+        self.job_index = 0
+
+    def run_batch(self, points: list[dict], extra: list[str] = ()) -> list[dict]:
+        """Launch one trial per point (plus ``extra`` overrides); record and return rows.
+
+        Hydra's basic launcher runs jobs one after another anyway: it gets them one at a
+        time, so that the progress bar moves with every trial.
+        """
+        batch = [
+            [*self.fixed, *extra, *(f"{k}={point_text(v)}" for k, v in point.items())]
+            for point in points
+        ]
+        sequential = isinstance(self.launcher, BasicLauncher)
+        groups = [[i] for i in range(len(batch))] if sequential else [list(range(len(batch)))]
+        rows = []
+        for group in groups:
+            returns = self.launcher.launch(
+                [batch[i] for i in group], initial_job_idx=self.job_index
+            )
+            self.job_index += len(group)
+            for i, job in zip(group, returns, strict=True):
+                rows.append(self.record(points[i], job))
+            self.show_progress(len(group))
+        return rows
+
+    def record(self, point: dict, job) -> dict:
+        """The leaderboard row of one finished job."""
+        try:
+            value = dict(job.return_value or {})
+        except Exception as error:  # the job raised: a failed trial
+            if self.fail_fast:
+                raise
+            value = {"status": "failed", "error": f"{type(error).__name__}: {error}"}
+        row = {
+            "overrides": {k: self.value_of(k, v) for k, v in point.items()},
+            "status": value.get("status", "failed"),
+            "val_acc": value.get("val_acc"),
+            "val_loss": value.get("val_loss"),
+            "epochs": value.get("epochs"),
+            "resumed_from": value.get("resumed_from"),
+            "seconds": value.get("seconds"),
+            "cache_hit": bool(value.get("cache_hit", False)),
+            # The run store's entry it came from (npdl cache gc --keep-referenced).
+            "lineage": value.get("lineage"),
+            "budget": value.get("budget"),
+        }
+        if row["status"] == "failed" and self.fail_fast:
+            raise RuntimeError(f"trial {row['overrides']} failed: {value.get('error')}")
+        self.rows.append(row)
+        return row
+
+    def value_of(self, key: str, value: Any) -> Any:
+        """The value an override sets (a choice's text parsed as Hydra would)."""
+        if not isinstance(value, str):
+            return value
+        parsed = self.parser.parse_override(f"{key}={value}").value()
+        return OmegaConf.to_container(parsed) if OmegaConf.is_config(parsed) else parsed
+
+    def show_progress(self, finished: int) -> None:
+        """Advance the progress bar (a terminal) or log a line (anything else): trials
+        done of planned, best so far, cache hits."""
+        best = self.objective.best_value(self.rows)
+        hits = sum(row["cache_hit"] for row in self.rows)
+        metric = self.objective.metric
+        status = {"best " + metric: f"{best:.4f}" if best is not None else "-", "cached": hits}
+        if self.progress is None:
+            self.progress = tqdm(
+                total=self.planned, desc=f"{self.label} search", unit="trial", disable=None
+            )
+        if not self.progress.disable:
+            self.progress.update(finished)
+            self.progress.set_postfix(status, refresh=True)
+            return
+        planned = f"/{self.planned}" if self.planned else ""
+        log.info(
+            "%d%s trials done; best %s %s; %d from the cache",
+            len(self.rows),
+            planned,
+            metric,
+            status["best " + metric],
+            hits,
+        )
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
+
+
+def drop_eliminated_checkpoints(config: DictConfig, rows: list[dict], top: int) -> None:
+    """Remove from the run store the checkpoints of the trials that stopped below
+    ``top`` epochs (their results stay): a checkpoint only lets a longer run resume,
+    and the search did not carry these further. Lineages another process holds,
+    unfinished ones and checkpoints carried further are kept
+    (:func:`npdl.run.gc.drop_checkpoints`)."""
+    reached: dict[str, int] = {}
+    for row in rows:
+        if row["lineage"] and isinstance(row["budget"], int):
+            reached[row["lineage"]] = max(reached.get(row["lineage"], 0), row["budget"])
+    eliminated = {lineage: budget for lineage, budget in reached.items() if budget < top}
+    if not eliminated:
+        return
+    from npdl.run.gc import drop_checkpoints, format_size
+    from npdl.run.store import RunStore, store_root
+
+    # The trials' store: paths.run_store from the project root (the current folder).
+    configured = OmegaConf.select(config, "paths.run_store", default=None)
+    root = store_root(configured, Path.cwd())
+    if not (root / "trials").is_dir():
+        return
+    report = drop_checkpoints(RunStore(root), eliminated, f"eliminated below {top} epochs")
+    log.info(
+        "run store: removed the checkpoints of %d eliminated trials (%s)%s",
+        len(report.removed),
+        format_size(sum(part.size for part, _ in report.removed)),
+        f"; {len(report.busy)} in use elsewhere kept" if report.busy else "",
+    )
