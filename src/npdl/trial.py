@@ -51,8 +51,8 @@ class TrialResult:
         stopping or divergence); None when the job raised before training
         (:meth:`failed`).
     resumed_from : int or None
-        The epoch of the lineage's checkpoint the run resumed from; None when it
-        trained from scratch (or was taken from the store without training).
+        The epoch of the lineage's checkpoint the training resumed from; None when it
+        trained from scratch. A cache hit reports the original training's.
     seconds : float or None
         Wall time of the training that produced the result, in seconds (of the
         original run for a cache hit); None when unknown (:meth:`failed`).
