@@ -1,6 +1,7 @@
 """run_training on ZCA-whitened data: training and raw-image evaluation agree."""
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,25 @@ def test_a_failed_run_is_not_replayed_but_trained_again(zca_data, tmp_path):
     # The crash came before the first checkpoint: the second run trained from epoch 0.
     kinds = [e["event"] for e in store.events()]
     assert kinds == ["miss", "failed", "miss", "store", "hit"]
+
+
+#: The keys of a stored result (``result.json`` of a store entry), as every version of
+#: the store wrote them: existing stores stay readable.
+STORED_KEYS = {"status", "val_acc", "val_loss", "best_epoch", "epochs", "budget", "seconds"}
+STORED_KEYS |= {"threads", "history", "lineage", "resumed_from", "npdl", "code"}
+
+
+def test_the_store_keeps_a_result_in_its_format_and_a_hit_reads_it_back(zca_data, tmp_path):
+    data, store = load_run_data(zca_data), RunStore(tmp_path / "store")
+    cfg = small_config()
+    cfg.solver.epochs = 2
+    trained = run_training(cfg, data, store)
+    assert not trained.result.cache_hit and len(trained.history) == 2
+    record = store.load_result(trained.result.lineage, 2)
+    assert set(record) == STORED_KEYS and record["history"] == trained.history
+    hit = run_training(cfg, data, store)
+    assert hit.result == replace(trained.result, cache_hit=True)
+    assert hit.history == trained.history and hit.model_path == trained.model_path
 
 
 def test_the_code_hash_sees_any_edit_of_the_library_source(tmp_path):
