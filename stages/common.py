@@ -50,10 +50,10 @@ def run_store(cfg: PipelineConfig):
 def bound_run_store(cfg: PipelineConfig, store) -> None:
     """Trim the store to ``paths.run_store_max_gb``, keeping the entries this run's and
     the workspace's leaderboard and model came from (``npdl cache gc --keep-referenced``)."""
-    from npdl.run.gc import enforce_limit
+    from npdl.run.gc import bound_store
 
     models = {project_path(cfg.paths.models), run_dir() / cfg.paths.models}
-    enforce_limit(store, cfg.paths.run_store_max_gb, sorted(models))
+    bound_store(store, cfg.paths.run_store_max_gb, sorted(models))
 
 
 def in_multirun() -> bool:

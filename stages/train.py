@@ -14,11 +14,10 @@ from npdl import plots
 from npdl.config import PipelineConfig, debugging
 from npdl.io import save_csv, save_json
 from npdl.run import load_run_data, run_training
+from npdl.trial import TuneOutputs
 from progress import epoch_bar
 
 HISTORY_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
-METRIC_FIELDS = ["status", "val_acc", "val_loss", "best_epoch", "epochs", "resumed_from"]
-METRIC_FIELDS += ["seconds", "threads", "cache_hit", "lineage", "budget"]
 
 
 @dataclass(frozen=True)
@@ -38,14 +37,14 @@ class Job:
 
 
 def run(cfg: PipelineConfig) -> dict:
-    job, winner = Job.of(cfg), project_path(cfg.paths.models) / "tune" / "best_overrides.json"
+    job, winner = Job.of(cfg), TuneOutputs.of(project_path(cfg.paths.models)).best_overrides
     cfg = apply_tune_winner(cfg, winner) if job.apply_tuned else cfg
     data = load_run_data(
         project_path(cfg.paths.data), cfg.solver.train_fraction, cfg.normalize.method
     )
     bar = epoch_bar(cfg.solver.epochs) if job.show_progress else None
     out, store = run_dir(), run_store(cfg)
-    result = run_training(
+    outcome = run_training(
         cfg,
         data,
         store,
@@ -57,13 +56,13 @@ def run(cfg: PipelineConfig) -> dict:
     )
     if bar:
         bar.close()
-    metrics = {key: result[key] for key in METRIC_FIELDS}
+    metrics = outcome.result.to_json()  # the sweeper reads it back: TrialResult.from_json
     save_json(out / cfg.paths.metrics / "train.json", metrics)
-    if result["status"] == "failed":
+    if outcome.result.status == "failed":
         if job.sweeping:
             return metrics  # the sweep goes on; the traceback is in the store's failures/
-        raise RuntimeError(f"training failed: {result['error']}")
-    history = [{k: row[k] for k in HISTORY_FIELDS} for row in result["history"]]
+        raise RuntimeError(f"training failed: {outcome.result.error}")
+    history = [{k: row[k] for k in HISTORY_FIELDS} for row in outcome.history]
     save_csv(out / cfg.paths.metrics / "train_history.csv", history, HISTORY_FIELDS)
     if job.show_progress:
         plots.learning_curves(history, out / cfg.paths.plots / "learning_curves.png")

@@ -23,16 +23,15 @@ from launching import sweep_command
 from npdl.config import PipelineConfig, searched_space
 from npdl.io import load_json, save_json
 from npdl.search.report import read_leaderboard, tune_metrics, write_search_report
-
-REPORTS = ("leaderboard.csv", "leaderboard.md", "best_overrides.json")
+from npdl.trial import TUNE_REPORTS, TuneOutputs
 
 
 def run(cfg: PipelineConfig) -> dict:
-    out = run_dir() / cfg.paths.models / "tune"
+    outputs = TuneOutputs.of(run_dir() / cfg.paths.models)
     metrics, pictures = run_dir() / cfg.paths.metrics, run_dir() / cfg.paths.plots
     if not cfg.tune.enabled:
-        shutil.rmtree(out, ignore_errors=True)
-        save_json(out / "best_overrides.json", best := {"sampler": "disabled", "overrides": {}})
+        shutil.rmtree(outputs.folder, ignore_errors=True)
+        save_json(outputs.best_overrides, best := {"sampler": "disabled", "overrides": {}})
         save_json(metrics / "tune.json", tune_metrics(best, []))
         write_search_report(None, {}, metrics, pictures)
         print("tuning disabled: training with the configured hyperparameters")
@@ -45,17 +44,17 @@ def run(cfg: PipelineConfig) -> dict:
         raise RuntimeError(
             f"the {cfg.tune.sampler} search failed; its log is above and in {sweep_dir}"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    for name in REPORTS:
-        shutil.copyfile(sweep_dir / name, out / f".{name}.tmp")
-        (out / f".{name}.tmp").replace(out / name)
+    outputs.folder.mkdir(parents=True, exist_ok=True)
+    for name, target in zip(TUNE_REPORTS, outputs.reports, strict=True):
+        shutil.copyfile(sweep_dir / name, target.with_name(f".{name}.tmp"))
+        target.with_name(f".{name}.tmp").replace(target)
     inside = sweep_dir.is_relative_to(PROJECT_ROOT)  # the trials' logs: named, kept
     folder = str(sweep_dir.relative_to(PROJECT_ROOT) if inside else sweep_dir)
-    save_json(out / "sweep.json", {"folder": folder, "launcher": cfg.tune.launcher})
+    save_json(outputs.sweep_json, {"folder": folder, "launcher": cfg.tune.launcher})
     print(f"search reports from {folder} (its trials' logs)")
-    write_search_report(out / "leaderboard.csv", searched_space(cfg.tune), metrics, pictures)
-    best = load_json(out / "best_overrides.json")
-    save_json(metrics / "tune.json", tune_metrics(best, read_leaderboard(out / "leaderboard.csv")))
+    write_search_report(outputs.leaderboard_csv, searched_space(cfg.tune), metrics, pictures)
+    best = load_json(outputs.best_overrides)
+    save_json(metrics / "tune.json", tune_metrics(best, read_leaderboard(outputs.leaderboard_csv)))
     if not best["overrides"]:
         raise RuntimeError(f"no trial of the search succeeded; see {sweep_dir}")
     return best

@@ -259,11 +259,11 @@ for index in range(12):
             return False
 
         model = out / f"model-{index}-{attempt}.npz"
-        result = run_training(cfg, data, store, callbacks=[still_there], model_out=model)
-        if result["status"] != "ok" or not model.is_file():
-            print("FAILED", index, attempt, result.get("error"), flush=True)
+        result = run_training(cfg, data, store, callbacks=[still_there], model_out=model).result
+        if result.status != "ok" or not model.is_file():
+            print("FAILED", index, attempt, result.error, flush=True)
             sys.exit(1)
-        print("ok", index, attempt, result["cache_hit"], flush=True)
+        print("ok", index, attempt, result.cache_hit, flush=True)
 """
 
 

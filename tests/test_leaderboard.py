@@ -6,12 +6,15 @@ from npdl.search import (
     LEADERBOARD_COLUMNS,
     format_overrides,
     format_table,
+    leaderboard_row,
     rank_trials,
     write_leaderboard_csv,
     write_leaderboard_md,
     write_trial_log,
 )
+from npdl.search.leaderboard import REQUIRED_KEYS, TRIAL_LOG_COLUMNS
 from npdl.search.objective import Objective
+from npdl.trial import TrialResult
 
 
 def trial(overrides, val_acc, val_loss, status="ok", epochs=5, seconds=1.5, cache_hit=False):
@@ -214,3 +217,28 @@ def test_the_trial_log_keeps_every_trial_in_the_order_it_ran(tmp_path):
     assert [line["overrides"] for line in lines] == [format_overrides(r["overrides"]) for r in rows]
     assert lines[1]["seconds"] == "1.5" and lines[1]["resumed_from"] == "2"
     assert [line["cache_hit"] for line in lines] == [str(r["cache_hit"]) for r in rows]
+
+
+def test_rows_built_from_trial_results_write_the_same_files(tmp_path):
+    """A row from ``leaderboard_row`` (every result field) and a row of the keys the
+    tables use write the same bytes: the extra fields are ignored by the writers."""
+    results = [
+        TrialResult("ok", 0.55, 1.05, 4, 5, 2, 1.5, 2, True, "a" * 24, 5),
+        TrialResult("diverged", None, None, None, 2, None, 0.5, 2, False, "b" * 24, 5),
+        TrialResult.failed("RuntimeError: out of memory"),
+    ]
+    points = [{"lr": 0.003}, {"lr": 1.0}, {"lr": 0.1, "model.hidden_size": [512, 256]}]
+    full = [leaderboard_row(point, result) for point, result in zip(points, results, strict=True)]
+    assert full[0] == {"overrides": {"lr": 0.003}, **results[0].to_json()}
+    assert full[2]["error"] == "RuntimeError: out of memory"
+    used = set(REQUIRED_KEYS) | {"resumed_from", "lineage", "budget"}
+    hand_built = [{key: row[key] for key in row if key in used} for row in full]
+    for name, rows in (("full", full), ("hand", hand_built)):
+        (tmp_path / name).mkdir()
+        write_leaderboard_csv(tmp_path / name / "leaderboard.csv", rank_trials(rows))
+        write_leaderboard_md(tmp_path / name / "leaderboard.md", rank_trials(rows))
+        write_trial_log(tmp_path / name / "trials.csv", rows)
+    for file in ("leaderboard.csv", "leaderboard.md", "trials.csv"):
+        assert (tmp_path / "full" / file).read_bytes() == (tmp_path / "hand" / file).read_bytes()
+    header = (tmp_path / "full" / "trials.csv").read_text().splitlines()[0]
+    assert header.split(",") == list(TRIAL_LOG_COLUMNS)

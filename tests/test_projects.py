@@ -11,14 +11,23 @@ import shutil
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from conftest import SHARED_ARCHIVE, SMALL_PROJECT, make_project, sh
-from npdl.run.gc import enforce_limit, inventory, referenced, registered_references
+from npdl.run.gc import (
+    bound_store,
+    enforce_limit,
+    inventory,
+    referenced,
+    registered_references,
+    result_entries,
+)
 from npdl.run.projects import register_project, registered_projects
 from npdl.run.store import RunStore
+from npdl.trial import TrialResult
 from test_gc import make_lineage
 
 NPDL = Path(sys.executable).parent / "npdl"  # the package's console script
@@ -188,6 +197,35 @@ def test_referenced_reads_a_workspaces_models_as_before(store, tmp_path):
     (models / "tune" / "leaderboard.csv").write_text(board(("a", 1), ("e", 2)))
     shutil.copyfile(store.model_path("b", 2), models / "model.npz")
     assert referenced(inventory(store), [models]) == {("a", 1), ("e", 2), ("b", 2)}
+
+
+def test_a_sweep_trims_the_store_keeping_its_own_trials_and_the_leaderboards(
+    store, tmp_path, caplog
+):
+    """What ``BoundRunStore`` (after a sweep) and the train stage both call: the jobs'
+    train.json read as trial results, a file of another version skipped."""
+    models = tmp_path / "models"
+    (models / "tune").mkdir(parents=True)
+    (models / "tune" / "leaderboard.csv").write_text(board(("a", 1)))
+    sweep = tmp_path / "sweep"
+    ok = TrialResult("ok", 0.5, 1.0, 2, 2, None, 3.0, 1, False, lineage="b", budget=2)
+    jobs = {
+        "0": ok.to_json(),
+        "1": replace(ok, status="failed", lineage="c", budget=1, error="OSError: x").to_json(),
+        "2": {"status": "ok", "accuracy": 0.5, "lineage": "d", "budget": 2},  # another version
+        "3": TrialResult.failed("KeyError: 'lr'").to_json(),  # no entry: the job raised
+    }
+    for name, job in jobs.items():
+        (sweep / name / "metrics").mkdir(parents=True)
+        (sweep / name / "metrics" / "train.json").write_text(json.dumps(job))
+    (sweep / "4" / "metrics").mkdir(parents=True)
+    (sweep / "4" / "metrics" / "train.json").write_text("{")  # killed while writing
+    own = result_entries(sorted(sweep.glob("*/metrics/train.json")))
+    assert own == {("b", 2), ("c", 1)}
+    report = bound_store(store, 0.0, [models], keep=own)
+    assert entries(store) == {("a", 1), ("b", 2), ("c", 1)}
+    assert report.size_after > 0 and "stays over paths.run_store_max_gb=0.0" in caplog.text
+    assert bound_store(store, None, [models]) is None  # no limit: nothing to do
 
 
 # -- two real DVC projects sharing one store -----------------------------------------

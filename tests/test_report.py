@@ -122,3 +122,36 @@ def test_the_epoch_bar_follows_the_solver_and_shows_its_figures(capsys):
         bar.bar.n == 4 and bar.bar.postfix == "train_loss=1.5000, val_loss=1.6000, val_acc=0.4500"
     )
     bar.close()
+
+
+def test_leaderboard_csv_reads_back_as_the_rows_it_was_written_from(tmp_path):
+    """One parser turns the CSV's text into values: the result columns of the types of
+    their TrialResult fields, empty cells None."""
+    from npdl.search.leaderboard import CSV_COLUMNS, rank_trials, write_leaderboard_csv
+
+    def row(lr, acc, loss, epochs, status="ok", lineage="a" * 24, budget=4):
+        return {
+            "overrides": {"optimizer.lr": lr, "model.hidden_size": [64, 32]},
+            "val_acc": acc,
+            "val_loss": loss,
+            "epochs": epochs,
+            "seconds": 1.5,
+            "status": status,
+            "cache_hit": False,
+            "lineage": lineage,
+            "budget": budget,
+        }
+
+    ranked = rank_trials(
+        [
+            row(1e-3, 0.4213, 1.625, 4),
+            row(1e-2, 0.5, 1.25, 2, budget=2),
+            row(1.0, None, None, 0, status="failed", lineage=None, budget=None),
+        ]
+    )
+    write_leaderboard_csv(tmp_path / "leaderboard.csv", ranked)
+    read = report.read_leaderboard(tmp_path / "leaderboard.csv")
+    assert read == [{column: row[column] for column in CSV_COLUMNS} for row in ranked]
+    assert isinstance(read[0]["rank"], int) and isinstance(read[0]["budget"], int)
+    with pytest.raises(ValueError, match="epochs='three' is not of type int"):
+        report.parse_leaderboard_row({"rank": "1", "overrides": "", "epochs": "three"})

@@ -1,6 +1,7 @@
 """run_training on ZCA-whitened data: training and raw-image evaluation agree."""
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -54,12 +55,13 @@ def small_config():
 def test_whitened_training_agrees_with_raw_image_evaluation(zca_data, tmp_path):
     data = load_run_data(zca_data)
     assert data.whitened and data.train[0].dtype == np.float16
-    result = run_training(small_config(), data, RunStore(tmp_path / "cache"), keep_model=True)
-    assert result["status"] == "ok" and result["val_acc"] > 0.6  # chance is 1/3
+    outcome = run_training(small_config(), data, RunStore(tmp_path / "cache"), keep_model=True)
+    result = outcome.result
+    assert result.status == "ok" and result.val_acc > 0.6  # chance is 1/3
     raw_val = np.load(zca_data / "prepared" / "val_images.npy")
     labels = np.load(zca_data / "prepared" / "val_labels.npy")
-    accuracy = np.mean(predict_logits(result["model"], raw_val).argmax(axis=1) == labels)
-    assert accuracy == pytest.approx(result["val_acc"], abs=1.5 / len(labels))
+    accuracy = np.mean(predict_logits(outcome.model, raw_val).argmax(axis=1) == labels)
+    assert accuracy == pytest.approx(result.val_acc, abs=1.5 / len(labels))
 
 
 def test_normalization_is_part_of_the_trial_identity(zca_data, tmp_path):
@@ -87,15 +89,34 @@ def test_a_failed_run_is_not_replayed_but_trained_again(zca_data, tmp_path):
     def crash(solver, stats):
         raise RuntimeError("the disk went away")
 
-    failed = run_training(cfg, data, store, callbacks=[crash])
-    assert failed["status"] == "failed" and "the disk went away" in failed["error"]
-    assert (tmp_path / "store" / "failures" / failed["lineage"]).is_dir()  # traceback kept
-    again = run_training(cfg, data, store)  # the same configuration: trained, not replayed
-    assert again["status"] == "ok" and not again["cache_hit"]
-    assert run_training(cfg, data, store)["cache_hit"]  # the success is what is cached
+    failed = run_training(cfg, data, store, callbacks=[crash]).result
+    assert failed.status == "failed" and "the disk went away" in failed.error
+    assert (tmp_path / "store" / "failures" / failed.lineage).is_dir()  # traceback kept
+    again = run_training(cfg, data, store).result  # the same configuration: trained, not replayed
+    assert again.status == "ok" and not again.cache_hit
+    assert run_training(cfg, data, store).result.cache_hit  # the success is what is cached
     # The crash came before the first checkpoint: the second run trained from epoch 0.
     kinds = [e["event"] for e in store.events()]
     assert kinds == ["miss", "failed", "miss", "store", "hit"]
+
+
+#: The keys of a stored result (``result.json`` of a store entry), as every version of
+#: the store wrote them: existing stores stay readable.
+STORED_KEYS = {"status", "val_acc", "val_loss", "best_epoch", "epochs", "budget", "seconds"}
+STORED_KEYS |= {"threads", "history", "lineage", "resumed_from", "npdl", "code"}
+
+
+def test_the_store_keeps_a_result_in_its_format_and_a_hit_reads_it_back(zca_data, tmp_path):
+    data, store = load_run_data(zca_data), RunStore(tmp_path / "store")
+    cfg = small_config()
+    cfg.solver.epochs = 2
+    trained = run_training(cfg, data, store)
+    assert not trained.result.cache_hit and len(trained.history) == 2
+    record = store.load_result(trained.result.lineage, 2)
+    assert set(record) == STORED_KEYS and record["history"] == trained.history
+    hit = run_training(cfg, data, store)
+    assert hit.result == replace(trained.result, cache_hit=True)
+    assert hit.history == trained.history and hit.model_path == trained.model_path
 
 
 def test_the_code_hash_sees_any_edit_of_the_library_source(tmp_path):
@@ -150,8 +171,8 @@ def test_a_finished_run_is_freed_by_reference_counting(zca_data, tmp_path, with_
         if store is not None:  # a resumed run too: 2 -> 3 epochs from the checkpoint
             seen.clear()
             cfg.solver.epochs = 3
-            result = run_training(cfg, data, store, callbacks=[watch])
-            assert result["resumed_from"] == 2
+            result = run_training(cfg, data, store, callbacks=[watch]).result
+            assert result.resumed_from == 2
             assert len(seen) == 4 and all(ref() is None for ref in seen)
         assert collections == []
     finally:
@@ -188,8 +209,8 @@ def test_training_is_the_same_to_the_bit_on_one_and_two_threads(input_pca):
     try:
         for threads in (1, 2):
             set_num_threads(threads)
-            result = run_training(validate_config(cfg), data, keep_model=True)
-            params = result["model"].params
+            outcome = run_training(validate_config(cfg), data, keep_model=True)
+            params = outcome.model.params
             weights.append({name: params[name].tobytes() for name in sorted(params)})
     finally:
         set_num_threads(before)

@@ -9,7 +9,7 @@ import pytest
 
 from hydra_plugins.npdl_sweepers.sweepers import NpdlSweeper
 from npdl import registry
-from npdl.search import Choice, Interval, Proposals, Proposer, SuccessiveHalving
+from npdl.search import Choice, Proposals, Proposer, SuccessiveHalving
 from npdl.search.spaces import same_point
 
 SPACE = {"lr": Choice(("0.1", "0.01", "0.001")), "width": Choice(("8", "16", "32", "64"))}

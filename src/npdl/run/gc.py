@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import load_json, remove_stale_staging, staging_prefix
+from ..trial import TrialResult
 from .projects import Project, References, forget_gone, project_references, workspace_references
 from .store import LINEAGE_FILE, MANIFEST, RunStore
 from .training import code_hash
@@ -434,6 +435,53 @@ def enforce_limit(
             len(report.removed),
         )
     return report
+
+
+def bound_store(
+    store: RunStore,
+    max_gb: float | None,
+    models_dirs: Iterable[str | os.PathLike],
+    keep: Iterable[tuple[str, int]] = (),
+) -> Collection | None:
+    """Trim ``store`` after a training or a sweep: :func:`enforce_limit`, with a warning
+    where what is left stays over ``max_gb`` (all of it referenced or in use).
+
+    Parameters
+    ----------
+    store : RunStore
+    max_gb : float or None
+        ``paths.run_store_max_gb``; None: no limit, nothing to do.
+    models_dirs : paths
+        The workspace's models folders: what their leaderboard and model came from is
+        kept (:func:`referenced`).
+    keep : iterable of (lineage, budget)
+        Entries kept besides, e.g. a sweep's own trials (:func:`result_entries`).
+    """
+    report = enforce_limit(store, max_gb, models_dirs, keep=set(keep))
+    if report is not None and report.size_after > max_gb * 1e9:
+        log.warning(
+            "the run store %s stays over paths.run_store_max_gb=%s: what is left is "
+            "referenced or in use",
+            store.root,
+            max_gb,
+        )
+    return report
+
+
+def result_entries(paths: Iterable[str | os.PathLike]) -> set[tuple[str, int]]:
+    """The run store entries ``(lineage, budget)`` that trial result files (a sweep's
+    jobs' ``metrics/train.json``, :meth:`TrialResult.to_json`) name. A file that is no
+    trial result (another version's, or one a job that failed early left half-written)
+    is skipped, as is a result with no entry (:meth:`TrialResult.failed`)."""
+    entries = set()
+    for path in paths:
+        try:
+            result = TrialResult.from_json(load_json(path))
+            if result.lineage is not None and result.budget is not None:
+                entries.add((str(result.lineage), int(result.budget)))
+        except (OSError, ValueError, TypeError):
+            continue
+    return entries
 
 
 _SIZE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..io import load_json, save_json
+from ..trial import TuneOutputs, field_from_text
 from ..version import __version__
 from .store import RunStore, file_digest
 
@@ -167,7 +168,7 @@ def workspace_references(
     refs = References()
     folders = [Path(folder) for folder in models_dirs]
     for folder in folders:
-        board = folder / "tune" / "leaderboard.csv"
+        board = TuneOutputs.of(folder).leaderboard_csv
         with contextlib.suppress(OSError):
             refs.entries |= leaderboard_entries(board.read_text())
         model = folder / "model.npz"
@@ -186,7 +187,8 @@ def workspace_references(
             relative = folder.absolute().relative_to(workspace.absolute()).as_posix()
         except ValueError:
             continue  # outside the workspace: no DVC output
-        for path in _cached(outs, f"{relative}/tune/leaderboard.csv", caches):
+        board = TuneOutputs.of(Path(relative)).leaderboard_csv.as_posix()
+        for path in _cached(outs, board, caches):
             with contextlib.suppress(OSError, UnicodeDecodeError):
                 refs.entries |= leaderboard_entries(path.read_text())
         for path in _cached(outs, f"{relative}/model.npz", caches):
@@ -196,12 +198,17 @@ def workspace_references(
 
 
 def leaderboard_entries(text: str) -> set:
-    """``(lineage, budget)`` of every row of a ``leaderboard.csv``'s text."""
+    """``(lineage, budget)`` of every row of a ``leaderboard.csv``'s text (its result
+    columns, :func:`~npdl.trial.field_from_text`); a row without both is skipped."""
     entries = set()
     for row in csv.DictReader(io.StringIO(text)):
-        budget = row.get("budget") or ""
-        if row.get("lineage") and budget.isdigit():
-            entries.add((row["lineage"], int(budget)))
+        try:
+            lineage = field_from_text("lineage", row.get("lineage"))
+            budget = field_from_text("budget", row.get("budget"))
+        except ValueError:
+            continue
+        if lineage and budget is not None and budget >= 0:
+            entries.add((lineage, budget))
     return entries
 
 

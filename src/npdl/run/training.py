@@ -16,7 +16,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,9 @@ from ..config import PipelineConfig
 from ..data.normalization import read_normalization
 from ..data.prepared import load_manifest, load_split
 from ..io import link_or_copy
+from ..network import ClassificationNet
 from ..threads import get_num_threads
+from ..trial import TrialResult
 from ..version import __version__
 from .build import build_training, training_config, training_metadata, training_state
 from .store import RunStore, stable_hash
@@ -159,6 +161,72 @@ def lineage_of(cfg: PipelineConfig, data_hash: str) -> str:
     return stable_hash(lineage_identity(cfg, data_hash))[:24]
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How :func:`run_training` runs a configuration (not what it trains).
+
+    Attributes
+    ----------
+    callbacks : tuple of callable
+        Per-epoch callbacks for the Solver, ``callback(solver, stats) -> stop``.
+    verbose : bool
+        Print the Solver's epoch lines.
+    fail_fast : bool
+        Re-raise an exception of the training instead of recording it.
+    keep_model : bool
+        Return the trained model (best epoch) in :attr:`TrainingOutcome.model`; the
+        store keeps no live model, so the run trains (or resumes) even on a store hit.
+    store_model : bool
+        Write the model file into the store's entry.
+    model_out : Path or None
+        Where to link (or copy) the stored model file while the lineage is still held;
+        nothing is written there when the run stored no model.
+    """
+
+    callbacks: tuple[Callable, ...] = ()
+    verbose: bool = False
+    fail_fast: bool = False
+    keep_model: bool = False
+    store_model: bool = True
+    model_out: Path | None = None
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """What :func:`run_training` returns: the trial's result and what came with it.
+
+    Attributes
+    ----------
+    result : TrialResult
+        Status, validation figures, epochs, the store entry (``lineage``, ``budget``).
+    history : list of dict
+        One dict per epoch trained (the Solver's ``history``: ``epoch``,
+        ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``lr``, ...); of the
+        original run for a cache hit, of the epochs before the error for a failure.
+    model_path : str or None
+        The stored model file, or None (no store, no model stored, or failed).
+    model : ClassificationNet or None
+        The trained model at its best epoch, with ``keep_model`` only.
+    config : dict or None
+        The training configuration (:func:`~npdl.run.build.training_config`) of a
+        failed run; None otherwise.
+    traceback : str or None
+        The formatted traceback of a failed run; None otherwise.
+    """
+
+    result: TrialResult
+    history: list[dict]
+    model_path: str | None = None
+    model: ClassificationNet | None = None
+    config: dict | None = None
+    traceback: str | None = None
+
+
+#: Keys a run store record holds beside a result's (:meth:`TrialResult.to_json`, less
+#: ``cache_hit``): the epoch history, and the library version and code that wrote it.
+STORED_EXTRAS = ("history", "npdl", "code")
+
+
 def run_training(
     cfg: PipelineConfig,
     data: RunData,
@@ -169,7 +237,7 @@ def run_training(
     keep_model: bool = False,
     store_model: bool = True,
     model_out: str | Path | None = None,
-) -> dict:
+) -> TrainingOutcome:
     """Train ``cfg`` for ``cfg.solver.epochs`` epochs, or take its result from the store.
 
     The lineage is held in the store (:meth:`RunStore.holding`) throughout, so that
@@ -181,52 +249,50 @@ def run_training(
     data : RunData
     store : RunStore, optional
         Without one, the run always trains and nothing is stored.
-    callbacks : per-epoch callbacks for the Solver
-    verbose : print the Solver's epoch lines
-    fail_fast : re-raise an exception of the training instead of recording it
-    keep_model : put the trained model (best epoch) under ``result['model']``; the
-        store keeps no live model, so the run trains (or resumes) even on a store hit
-    store_model : write the model file into the store's entry (``model_path``)
-    model_out : where to link (or copy) the stored model file, while the lineage is
-        still held; nothing is written there when the run stored no model
+    callbacks, verbose, fail_fast, keep_model, store_model, model_out
+        See :class:`RunOptions`.
 
     Returns
     -------
-    dict
-        ``status`` ('ok', 'diverged' or 'failed'), ``val_acc``, ``val_loss`` (best
-        epoch), ``best_epoch``, ``epochs`` (run), ``budget`` (``cfg.solver.epochs``),
-        ``seconds`` (of the training that produced it), ``threads`` (it ran on),
-        ``history`` (per-epoch dicts), ``lineage``, ``cache_hit``, ``resumed_from``
-        (epoch or None), ``config``, ``traceback`` and ``error`` (failed only),
-        ``model_path`` (stored model file or None), ``model`` (with ``keep_model``).
+    TrainingOutcome
+        The :class:`~npdl.trial.TrialResult` (``status`` 'ok', 'diverged' or
+        'failed'), the per-epoch history, the stored model file, and the model (with
+        ``keep_model``), configuration and traceback (failed) that came with it.
     """
+    options = RunOptions(
+        tuple(callbacks),
+        verbose,
+        fail_fast,
+        keep_model,
+        store_model,
+        None if model_out is None else Path(model_out),
+    )
     lineage = lineage_of(cfg, data.data_hash)
     if store is None:
-        return _train_or_take(cfg, data, None, lineage, callbacks, verbose, fail_fast, keep_model)
+        return _train_or_take(cfg, data, None, lineage, options)
     with store.holding(lineage):
-        result = _train_or_take(
-            cfg, data, store, lineage, callbacks, verbose, fail_fast, keep_model, store_model
-        )
-        if model_out is not None and result["model_path"] is not None:
-            link_or_copy(result["model_path"], model_out)
-    return result
+        outcome = _train_or_take(cfg, data, store, lineage, options)
+        if options.model_out is not None and outcome.model_path is not None:
+            link_or_copy(outcome.model_path, options.model_out)
+    return outcome
 
 
 def _train_or_take(
-    cfg, data, store, lineage, callbacks, verbose, fail_fast, keep_model, store_model=True
-) -> dict:
+    cfg: PipelineConfig,
+    data: RunData,
+    store: RunStore | None,
+    lineage: str,
+    options: RunOptions,
+) -> TrainingOutcome:
+    """The store's result of ``lineage`` at ``cfg.solver.epochs``, else a training of
+    it (resumed where the store has its checkpoint), stored; a failure is recorded."""
     epochs = cfg.solver.epochs
     if store is not None:
-        cached = store.load_result(lineage, epochs)
-        if cached is not None and not keep_model:
+        stored = _stored_outcome(store, lineage, epochs)
+        if stored is not None and not options.keep_model:
             store.log("hit", lineage, epochs)
             log.info("run %s at %d epochs: cache hit", lineage, epochs)
-            model_file = store.model_path(lineage, epochs)
-            return {
-                **cached,
-                "cache_hit": True,
-                "model_path": str(model_file) if model_file.is_file() else None,
-            }
+            return stored
         store.log("miss", lineage, epochs)
         log.info("run %s at %d epochs: cache miss", lineage, epochs)
         store.describe(lineage, {**lineage_identity(cfg, data.data_hash), "created": time.time()})
@@ -239,53 +305,115 @@ def _train_or_take(
             data.val,
             data.classes,
             data.preprocessing,
-            callbacks=list(callbacks),
-            verbose=verbose,
+            callbacks=list(options.callbacks),
+            verbose=options.verbose,
             whitened=data.whitened,
             pca_components=data.pca_components,
         )
         resumed_from = _resume(run, store, lineage, epochs)
-        if store is not None:
-            run.solver.callbacks.append(_checkpointer(run.generators, store, lineage))
-        remaining = epochs - run.solver.epoch
-        if remaining > 0 and run.solver.status not in FINAL_STATUSES:
-            # Restored best weights are only wanted at the very end of a lineage step.
-            run.solver.train(epochs=remaining, patience=cfg.solver.patience)
-            if store is not None and run.solver.status in FINAL_STATUSES:
-                # Longer runs of this lineage will find it finished, not resume it.
-                store.store_checkpoint(lineage, run.state())
-        elif run.solver.best_params is not None:
-            run.model.load_state_dict(run.solver.best_params)
+        _train_to_budget(run, cfg, store, lineage)
     except Exception as error:
-        if fail_fast:
+        if options.fail_fast:
             raise
-        result = _result(run, lineage, epochs, start, resumed_from, status="failed")
-        result["config"] = training_config(cfg)
-        result["traceback"] = traceback.format_exc()
-        result["error"] = f"{type(error).__name__}: {error}"
-        log.error("run %s failed: %s", lineage, result["error"])
-        if store is not None:
-            # A failure is an event, not a result: kept for reading, never replayed.
-            store.record_failure(lineage, epochs, result)
-        return {**result, "cache_hit": False, "model_path": None}
+        failed = _measured(run, lineage, epochs, start, resumed_from, "failed", error)
+        return _record_failure(cfg, store, failed)
     status = "diverged" if run.solver.status == "diverged" else "ok"
-    result = _result(run, lineage, epochs, start, resumed_from, status)
+    measured = _measured(run, lineage, epochs, start, resumed_from, status)
+    return _store_result(cfg, data, store, run, measured, options)
+
+
+def _stored_outcome(store: RunStore, lineage: str, epochs: int) -> TrainingOutcome | None:
+    """The stored result of ``lineage`` at ``epochs`` as a cache hit, or None. A record
+    that is no trial result (another version's) counts as none."""
+    record = store.load_result(lineage, epochs)
+    if record is None:
+        return None
+    fields = {key: value for key, value in record.items() if key not in STORED_EXTRAS}
+    try:
+        result = TrialResult.from_json({**fields, "cache_hit": True})
+    except ValueError as error:
+        log.warning("run %s at %d epochs: stored result unreadable: %s", lineage, epochs, error)
+        return None
+    model_file = store.model_path(lineage, epochs)
+    return TrainingOutcome(
+        result,
+        record.get("history", []),
+        model_path=str(model_file) if model_file.is_file() else None,
+    )
+
+
+def _train_to_budget(run, cfg: PipelineConfig, store: RunStore | None, lineage: str) -> None:
+    """Train ``run`` (restored or fresh) on to ``cfg.solver.epochs``; a run already
+    there, or finished early, gets its best weights back."""
+    remaining = cfg.solver.epochs - run.solver.epoch
+    if store is not None:
+        run.solver.callbacks.append(_checkpointer(run.generators, store, lineage))
+    if remaining > 0 and run.solver.status not in FINAL_STATUSES:
+        # Restored best weights are only wanted at the very end of a lineage step.
+        run.solver.train(epochs=remaining, patience=cfg.solver.patience)
+        if store is not None and run.solver.status in FINAL_STATUSES:
+            # Longer runs of this lineage will find it finished, not resume it.
+            store.store_checkpoint(lineage, run.state())
+    elif run.solver.best_params is not None:
+        run.model.load_state_dict(run.solver.best_params)
+
+
+def _record_failure(
+    cfg: PipelineConfig, store: RunStore | None, failed: TrainingOutcome
+) -> TrainingOutcome:
+    """``failed`` with the configuration and the traceback being handled, kept in the
+    store's ``failures/`` (a failure is an event, not a result: never replayed)."""
+    failed = replace(failed, config=training_config(cfg), traceback=traceback.format_exc())
+    result = failed.result
+    log.error("run %s failed: %s", result.lineage, result.error)
+    if store is not None:
+        record = _store_record(
+            result, history=failed.history, config=failed.config, traceback=failed.traceback
+        )
+        store.record_failure(result.lineage, result.budget, record)
+    return failed
+
+
+def _store_result(
+    cfg: PipelineConfig,
+    data: RunData,
+    store: RunStore | None,
+    run,
+    measured: TrainingOutcome,
+    options: RunOptions,
+) -> TrainingOutcome:
+    """``measured`` with the model (``keep_model``) and, with a store, written into it
+    as the entry of its lineage and budget (with the model file, ``store_model``)."""
     run.model.metadata = {
         **training_metadata(cfg, run.solver),
         "data_hash": data.content_hash,
         "train_images": len(data.train[1]),
     }
     model_path = None
+    result = measured.result
     if store is not None:
         # Which library version and code produced the result, kept with it.
-        stored = {**result, "npdl": __version__, "code": code_hash()}
-        entry = store.store_result(lineage, epochs, stored, run.model if store_model else None)
-        store.log("store", lineage, epochs, status=status, resumed_from=resumed_from)
-        model_path = str(entry / "model.npz") if store_model else None
-    result = {**result, "cache_hit": False, "model_path": model_path}
-    if keep_model:
-        result["model"] = run.model
-    return result
+        record = _store_record(result, history=measured.history, npdl=__version__, code=code_hash())
+        model = run.model if options.store_model else None
+        entry = store.store_result(result.lineage, result.budget, record, model)
+        store.log(
+            "store",
+            result.lineage,
+            result.budget,
+            status=result.status,
+            resumed_from=result.resumed_from,
+        )
+        model_path = str(entry / "model.npz") if options.store_model else None
+    model = run.model if options.keep_model else None
+    return replace(measured, model_path=model_path, model=model)
+
+
+def _store_record(result: TrialResult, **extras) -> dict:
+    """What the store keeps of ``result``: its JSON less ``cache_hit`` (a stored result
+    is a hit when read back), and ``extras``."""
+    record = result.to_json()
+    del record["cache_hit"]
+    return {**record, **extras}
 
 
 def _resume(run, store: RunStore | None, lineage: str, epochs: int) -> int | None:
@@ -317,19 +445,25 @@ def _checkpointer(generators: dict, store: RunStore, lineage: str) -> Callable:
     return save
 
 
-def _result(run, lineage, epochs, start, resumed_from, status) -> dict:
+def _measured(
+    run, lineage: str, epochs: int, start: float, resumed_from, status: str, error=None
+) -> TrainingOutcome:
+    """The result of ``run`` (None: it failed before it was built) at budget ``epochs``,
+    trained since ``start`` (``time.perf_counter``), with its history."""
     solver = run.solver if run is not None else None
     best = (solver.best_model_stats if solver else None) or {}
-    return {
-        "status": status,
-        "val_acc": best.get("val_acc"),
-        "val_loss": best.get("val_loss"),
-        "best_epoch": solver.best_epoch if solver else None,
-        "epochs": solver.epoch if solver else 0,
-        "budget": epochs,
-        "seconds": round(time.perf_counter() - start, 3),
-        "threads": get_num_threads(),
-        "history": copy.deepcopy(solver.history) if solver else [],
-        "lineage": lineage,
-        "resumed_from": resumed_from,
-    }
+    result = TrialResult(
+        status=status,
+        val_acc=best.get("val_acc"),
+        val_loss=best.get("val_loss"),
+        best_epoch=solver.best_epoch if solver else None,
+        epochs=solver.epoch if solver else 0,
+        resumed_from=resumed_from,
+        seconds=round(time.perf_counter() - start, 3),
+        threads=get_num_threads(),
+        cache_hit=False,
+        lineage=lineage,
+        budget=epochs,
+        error=None if error is None else f"{type(error).__name__}: {error}",
+    )
+    return TrainingOutcome(result, copy.deepcopy(solver.history) if solver else [])

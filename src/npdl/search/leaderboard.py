@@ -1,6 +1,8 @@
 """The leaderboard of a search: trials ranked best-first, as CSV, Markdown and text.
 
-A trial row is a dict with at least::
+A trial row is a dict: ``overrides`` (the point's ``{dotted key: value}``) and the
+fields of its :class:`~npdl.trial.TrialResult` (:func:`leaderboard_row`), of which at
+least::
 
     overrides   dict   the point's {dotted key: value}
     val_acc     float  best validation accuracy (None/NaN if the trial did not finish)
@@ -10,7 +12,9 @@ A trial row is a dict with at least::
     status      str    'ok', 'diverged' or 'failed'
     cache_hit   bool   whether the result came from the run store
 
-Extra keys are kept in the ranked rows and ignored by the writers.
+Extra keys are kept in the ranked rows and ignored by the writers. The columns of the
+tables below that hold a result are named through :func:`~npdl.trial.result_columns`:
+a renamed field of the result fails here, not as an empty column.
 
 The leaderboard files (CSV and Markdown) hold what a search found, not how long it
 took: the same search on the same data and code writes them to the same bytes, rerun,
@@ -33,33 +37,32 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..io import atomic_write, save_csv
+from ..trial import RESULT_FIELDS, STATUSES, TrialResult, result_columns
 from .objective import Objective
 
-#: Statuses of a trial, in leaderboard order: finished trials first.
-STATUSES = ("ok", "diverged", "failed")
-REQUIRED_KEYS = ("overrides", "val_acc", "val_loss", "epochs", "seconds", "status", "cache_hit")
+#: Keys a trial row needs: its point and the results the tables show.
+REQUIRED_KEYS = (
+    "overrides",
+    *result_columns("val_acc", "val_loss", "epochs", "seconds", "status", "cache_hit"),
+)
 #: Columns of the terminal's table, in order: the results, wall time and cache hits.
 LEADERBOARD_COLUMNS = ("rank", *REQUIRED_KEYS)
 #: Columns of the leaderboard files (Markdown): what the search found, nothing that
 #: changes from one run of it to the next.
-RESULT_COLUMNS = ("rank", "overrides", "val_acc", "val_loss", "epochs", "status")
+RESULT_COLUMNS = ("rank", "overrides", *result_columns("val_acc", "val_loss", "epochs", "status"))
 #: Columns of the CSV leaderboard: the results and the run store entry of each trial
 #: (``lineage`` and epoch ``budget``; empty where unknown).
-CSV_COLUMNS = (*RESULT_COLUMNS, "lineage", "budget")
+CSV_COLUMNS = (*RESULT_COLUMNS, *result_columns("lineage", "budget"))
+#: Result fields the trial log leaves out: the best epoch and the threads say nothing
+#: of how the search went, and a failure's error is in the run store's ``failures/``.
+TRIAL_LOG_OMITS = result_columns("best_epoch", "threads", "error")
 #: Columns of the trial log (``trials.csv`` in a sweep's folder): every trial in the
-#: order it ran, with how it ran.
+#: order it ran, with every result field of how it ran (in the result's order) but
+#: :data:`TRIAL_LOG_OMITS`.
 TRIAL_LOG_COLUMNS = (
     "trial",
     "overrides",
-    "status",
-    "val_acc",
-    "val_loss",
-    "epochs",
-    "resumed_from",
-    "seconds",
-    "cache_hit",
-    "lineage",
-    "budget",
+    *(name for name in RESULT_FIELDS if name not in TRIAL_LOG_OMITS),
 )
 _NUMERIC_COLUMNS = frozenset({"rank", "val_acc", "val_loss", "epochs", "seconds"})
 
@@ -74,6 +77,12 @@ def _is_number(value: Any) -> bool:
 
 
 ACCURACY = Objective("val_acc")
+
+
+def leaderboard_row(overrides: Mapping[str, Any], result: TrialResult) -> dict:
+    """The row of one trial: ``{"overrides": dict(overrides), **result.to_json()}``
+    (``error`` only where the trial failed)."""
+    return {"overrides": dict(overrides), **result.to_json()}
 
 
 def rank_trials(rows: Sequence[Mapping[str, Any]], objective: Objective = ACCURACY) -> list[dict]:

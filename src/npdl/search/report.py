@@ -22,6 +22,7 @@ from typing import Any
 
 from .. import plots
 from ..io import save_csv
+from ..trial import RESULT_FIELDS, field_from_text
 
 
 def parse_overrides(text: str) -> dict[str, Any]:
@@ -37,15 +38,34 @@ def parse_overrides(text: str) -> dict[str, Any]:
     return parsed
 
 
+def parse_leaderboard_row(cells: Mapping[str, str]) -> dict[str, Any]:
+    """One row of a ``leaderboard.csv`` (its cells' text, as ``csv.DictReader`` reads
+    them) as values: ``overrides`` parsed (:func:`parse_overrides`), ``rank`` an int,
+    the result columns of their :class:`~npdl.trial.TrialResult` field's type (an
+    empty cell: None); other columns stay text.
+
+    Raises
+    ------
+    ValueError
+        If a cell is not a value of its column's type (``epochs='three'``).
+    """
+    row: dict[str, Any] = {}
+    for column, text in cells.items():
+        if column == "overrides":
+            row[column] = parse_overrides(text)
+        elif column == "rank":
+            row[column] = int(text)
+        elif column in RESULT_FIELDS:
+            row[column] = field_from_text(column, text)
+        else:
+            row[column] = text
+    return row
+
+
 def read_leaderboard(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Rows of a ``leaderboard.csv`` with ``overrides`` parsed and numbers as floats."""
+    """Rows of a ``leaderboard.csv``, best first, as values (:func:`parse_leaderboard_row`)."""
     with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    for row in rows:
-        row["overrides"] = parse_overrides(row["overrides"])
-        for key in ("rank", "val_acc", "val_loss", "epochs", "seconds"):
-            row[key] = float(row[key]) if row.get(key) not in (None, "") else None
-    return rows
+        return [parse_leaderboard_row(cells) for cells in csv.DictReader(handle)]
 
 
 def short_names(keys: Iterable[str]) -> dict[str, str]:
