@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 from npdl.io import save_json
+from npdl.trial import BEST_OVERRIDES, LEADERBOARD_CSV, LEADERBOARD_MD, TRIAL_LOG
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +52,17 @@ def write_reports(
 
     ranked = search.rank_trials(rows, objective)
     correlations, footer = rank_agreement(search, rows, objective)
-    search.write_leaderboard_csv(sweep_dir / "leaderboard.csv", ranked)
-    search.write_trial_log(sweep_dir / "trials.csv", rows)
+    search.write_leaderboard_csv(sweep_dir / LEADERBOARD_CSV, ranked)
+    search.write_trial_log(sweep_dir / TRIAL_LOG, rows)
     search.write_leaderboard_md(
-        sweep_dir / "leaderboard.md",
+        sweep_dir / LEADERBOARD_MD,
         ranked,
         title=f"{about['sampler']} search: {len(ranked)} trials",
         footer=footer,
     )
     hits = sum(row["cache_hit"] for row in rows)
     save_json(
-        sweep_dir / "best_overrides.json",
+        sweep_dir / BEST_OVERRIDES,
         {
             "sampler": about["sampler"],
             "proposer": about["proposer"],

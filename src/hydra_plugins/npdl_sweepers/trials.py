@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from npdl.overrides import point_text
+from npdl.trial import TrialResult
 
 log = logging.getLogger(__name__)
 
@@ -74,28 +75,21 @@ class TrialLauncher:
         return rows
 
     def record(self, point: dict, job) -> dict:
-        """The leaderboard row of one finished job."""
+        """The leaderboard row of one finished job: the point's values and the job's
+        :class:`~npdl.trial.TrialResult` (a job that raised is a failed trial)."""
+        from npdl.search.leaderboard import leaderboard_row
+
         try:
-            value = dict(job.return_value or {})
+            value = job.return_value
         except Exception as error:  # the job raised: a failed trial
             if self.fail_fast:
                 raise
-            value = {"status": "failed", "error": f"{type(error).__name__}: {error}"}
-        row = {
-            "overrides": {k: self.value_of(k, v) for k, v in point.items()},
-            "status": value.get("status", "failed"),
-            "val_acc": value.get("val_acc"),
-            "val_loss": value.get("val_loss"),
-            "epochs": value.get("epochs"),
-            "resumed_from": value.get("resumed_from"),
-            "seconds": value.get("seconds"),
-            "cache_hit": bool(value.get("cache_hit", False)),
-            # The run store's entry it came from (npdl cache gc --keep-referenced).
-            "lineage": value.get("lineage"),
-            "budget": value.get("budget"),
-        }
-        if row["status"] == "failed" and self.fail_fast:
-            raise RuntimeError(f"trial {row['overrides']} failed: {value.get('error')}")
+            result = TrialResult.failed(f"{type(error).__name__}: {error}")
+        else:
+            result = TrialResult.from_json(value)
+        if result.status == "failed" and self.fail_fast:
+            raise RuntimeError(f"trial {point} failed: {result.error}")
+        row = leaderboard_row({k: self.value_of(k, v) for k, v in point.items()}, result)
         self.rows.append(row)
         return row
 

@@ -28,15 +28,14 @@ order); never by wall time, cache state or a dict's order.
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 import os
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..io import atomic_write, save_csv
+from ..overrides import override_text
 from ..trial import RESULT_FIELDS, STATUSES, TrialResult, result_columns
 from .objective import Objective
 
@@ -68,8 +67,6 @@ _NUMERIC_COLUMNS = frozenset({"rank", "val_acc", "val_loss", "epochs", "seconds"
 
 
 # Strings that read back as themselves in a Hydra override; others are quoted.
-_BARE_STRING = re.compile(r"[A-Za-z_][\w.\-/]*")
-_RESERVED_WORDS = frozenset({"true", "false", "null", "none", "inf", "nan"})
 
 
 def _is_number(value: Any) -> bool:
@@ -141,20 +138,6 @@ def rank_trials(rows: Sequence[Mapping[str, Any]], objective: Objective = ACCURA
     return [{"rank": rank, **row} for rank, (_, row) in enumerate(keyed, start=1)]
 
 
-def _format_value(value: Any) -> str:
-    if (
-        isinstance(value, str)
-        and _BARE_STRING.fullmatch(value)
-        and value.lower() not in _RESERVED_WORDS
-    ):
-        return value
-    try:
-        # Hydra's override grammar reads JSON-like literals: [512,256], null, true.
-        return json.dumps(value, separators=(",", ":"), sort_keys=True)
-    except TypeError:
-        return str(value)
-
-
 def format_overrides(overrides: Mapping[str, Any]) -> str:
     """``key=value key=value`` with keys sorted, e.g. ``lr=0.001 model.hidden_size=[512,256]``.
 
@@ -162,7 +145,7 @@ def format_overrides(overrides: Mapping[str, Any]) -> str:
     bare when they read back as strings (``relu``), else double-quoted. An empty dict
     gives ``""``.
     """
-    return " ".join(f"{key}={_format_value(overrides[key])}" for key in sorted(overrides))
+    return " ".join(f"{key}={override_text(overrides[key])}" for key in sorted(overrides))
 
 
 def write_leaderboard_csv(path: str | os.PathLike, ranked_rows: Sequence[Mapping]) -> None:
