@@ -90,10 +90,6 @@ class PathsConfig:
     }
 
 
-def _split_sum(split: dict[str, float]) -> float:
-    return sum(split.values())
-
-
 @dataclass
 class DataConfig:
     """prepare-split: where images come from and how they are split."""
@@ -118,8 +114,8 @@ class DataConfig:
             ),
             Satisfies(lambda split: all(v >= 0 for v in split.values()), "non-negative fractions"),
             Satisfies(
-                lambda split: math.isclose(_split_sum(split), 1.0, abs_tol=1e-6),
-                lambda split: f"fractions summing to 1 (they sum to {_split_sum(split):g})",
+                lambda split: math.isclose(sum(split.values()), 1.0, abs_tol=1e-6),
+                lambda split: f"fractions summing to 1 (they sum to {sum(split.values()):g})",
             ),
             Satisfies(
                 lambda split: split["train"] > 0 and split["val"] > 0, "train and val fractions > 0"
