@@ -74,3 +74,15 @@ def test_make_activation_names_the_allowed_values():
     assert make_activation("Leaky_ReLU", slope=0.1) == LeakyRelu(0.1)
     with pytest.raises(ValueError, match="allowed: elu, leaky_relu, maxout, relu, sigmoid, tanh"):
         make_activation("swish")
+
+
+def test_as_activation_takes_a_name_a_class_or_an_instance_and_refuses_the_rest():
+    from npdl.activations import as_activation
+
+    relu = Relu()
+    assert as_activation(relu) is relu
+    assert type(as_activation(Relu)) is Relu and type(as_activation("TANH")) is Tanh
+    with pytest.raises(TypeError, match="activation must be an npdl Activation or a name, got 3"):
+        as_activation(3)
+    with pytest.raises(ValueError, match="unknown activation 'swish'"):
+        as_activation("swish")

@@ -201,3 +201,103 @@ def test_a_single_training_run_never_imports_the_search_package(tmp_path):
     loaded = result.stdout.split("loaded:")[1].split()
     assert "npdl.run.training" in loaded and "hydra_plugins.npdl_sweepers.sweepers" in loaded
     assert [name for name in loaded if name.startswith("npdl.search")] == []
+
+
+def _config_classes():
+    import npdl.config as config
+
+    return [
+        cls
+        for cls in vars(config).values()
+        if isinstance(cls, type)
+        and dataclasses.is_dataclass(cls)
+        and cls.__module__ in (config.__name__, "npdl.tune_config")
+    ]
+
+
+def test_every_constrained_name_is_a_field_of_its_class():
+    """A typo in a ``constraints`` table (or in ``PipelineConfig.rules``) fails here,
+    not silently: each key names a real field, none of them a field of the schema."""
+    classes = _config_classes()
+    assert {c.__name__ for c in classes} >= {"TuneConfig", "SGDMomentumConfig", "PathsConfig"}
+    for cls in classes:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        assert set(getattr(cls, "constraints", {})) <= fields, cls.__name__
+        assert not {"constraints", "rules"} & fields, cls.__name__
+    groups = {
+        f.name: f.default_factory()
+        for f in dataclasses.fields(PipelineConfig)
+        if f.default_factory is not dataclasses.MISSING
+    }
+    for group, table in PipelineConfig.rules.items():
+        assert group in groups
+        for key in table:
+            *path, name = key.split(".")
+            owner = groups[path[0]] if path else PipelineConfig()
+            assert name in {f.name for f in dataclasses.fields(owner)}, key
+    # The tables are class-level: the structured config has no such keys.
+    schema = OmegaConf.structured(PipelineConfig)
+    assert "rules" not in schema and "constraints" not in schema.tune
+
+
+def _refusal(constraint, value, owner=None):
+    from npdl.constraints import ConfigError
+
+    try:
+        constraint.check("group.key", value, owner)
+    except ConfigError as error:
+        return str(error)
+    return None
+
+
+def test_each_kind_of_constraint_accepts_refuses_and_says_what_would_be_right():
+    from npdl.constraints import Interval, Matches, Nullable, OneOf, Positive, Rule, Satisfies
+
+    probability = Interval(0, 1, closed="left", what="a probability")
+    assert [_refusal(probability, v) for v in (0, 0.5)] == [None, None]
+    assert (
+        _refusal(probability, 1) == "group.key=1 is not allowed: expected a probability in [0, 1)"
+    )
+    assert _refusal(Interval(0, 1, closed="right"), 0).endswith("expected a value in (0, 1]")
+    assert _refusal(Interval(0, 1, closed="both"), 1) is None
+    assert _refusal(Interval(None, 1, closed="neither"), 1).endswith("expected < 1")
+    assert _refusal(Interval(2, None, closed="left", what="a factor"), 1).endswith("a factor >= 2")
+    assert _refusal(Positive(), 1e-9) is None
+    assert _refusal(Positive(), 0.0) == "group.key=0.0 is not allowed: expected > 0"
+    assert _refusal(Positive(expected="a positive size"), -1).endswith("expected a positive size")
+    with pytest.raises(ValueError, match="closed="):
+        Interval(0, 1, closed="open")
+
+    registry = {"b": 1, "a": 2}
+    choice = OneOf(registry, sort=True)
+    assert _refusal(choice, "a") is None
+    assert _refusal(choice, "c") == "group.key='c' is not allowed: expected one of a, b"
+    registry["c"] = 3  # a registry filled after the table was written
+    assert _refusal(choice, "c") is None
+    assert _refusal(OneOf(("z", "y")), "x").endswith("expected one of z, y")
+    folded = OneOf(("relu",), ignore_case=True)
+    assert _refusal(folded, "ReLU") is None
+    assert _refusal(folded, "Swish").startswith("group.key='swish' is not allowed")
+
+    optional = Nullable(Positive("a size"))
+    assert [_refusal(optional, v) for v in (None, 2.0)] == [None, None]
+    assert _refusal(optional, 0).endswith("expected null or a size > 0")
+    assert _refusal(Nullable(OneOf(("a",)), expected="a or nothing"), "b").endswith("a or nothing")
+
+    hexadecimal = Matches(r"[0-9a-f]{4}")
+    assert _refusal(hexadecimal, "0f0f") is None
+    assert [_refusal(hexadecimal, v) is None for v in ("0f0f0", "xyz!", 1234)] == [False] * 3
+
+    total = Satisfies(
+        lambda d: sum(d.values()) == 1, lambda d: f"a sum of 1, not {sum(d.values())}"
+    )
+    assert _refusal(total, {"a": 1}) is None
+    assert (
+        _refusal(total, {"a": 2}) == "group.key={'a': 2} is not allowed: expected a sum of 1, not 2"
+    )
+
+    within = Rule(lambda owner: None if owner["low"] <= owner["high"] else "at most high")
+    assert _refusal(within, 1, {"low": 1, "high": 2}) is None
+    assert _refusal(within, 3, {"low": 3, "high": 2}) == (
+        "group.key=3 is not allowed: expected at most high"
+    )

@@ -211,3 +211,21 @@ def make_activation(name: str, **kwargs) -> Activation:
     if key not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; allowed: {', '.join(sorted(ACTIVATIONS))}")
     return ACTIVATIONS[key](**kwargs)
+
+
+def as_activation(activation) -> Activation:
+    """An activation from a registry name, an :class:`Activation` class or an instance
+    (returned as it is).
+
+    Raises
+    ------
+    TypeError
+        If ``activation`` is none of these.
+    """
+    if isinstance(activation, str):
+        activation = make_activation(activation)
+    elif isinstance(activation, type) and issubclass(activation, Activation):
+        activation = activation()
+    if not isinstance(activation, Activation):
+        raise TypeError(f"activation must be an npdl Activation or a name, got {activation!r}")
+    return activation

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .activations import Activation, Relu, Sigmoid, make_activation
+from .activations import Relu, Sigmoid, as_activation, make_activation
 from .hidden_layer import HiddenLayer
 from .io import load_npz, save_npz
 from .layers import ActivationLayer, Affine, BatchNorm, Dropout, Layer, Projection
@@ -70,6 +70,24 @@ class _LayerArrays(MutableMapping):
 
     def __repr__(self) -> str:
         return "{" + ", ".join(f"{k!r}: array{self[k].shape}" for k in self) + "}"
+
+
+def _hidden_widths(hidden_size, num_layer) -> list[int]:
+    """Hidden widths: the list ``hidden_size`` (its depth), or ``num_layer - 1`` times it."""
+    if isinstance(hidden_size, list | tuple):
+        hidden_sizes = [int(h) for h in hidden_size]
+        if num_layer not in (2, len(hidden_sizes) + 1):
+            raise ValueError(
+                f"hidden_size lists {len(hidden_sizes)} widths, which needs "
+                f"num_layer={len(hidden_sizes) + 1}, got num_layer={num_layer}"
+            )
+    else:
+        if int(num_layer) < 1:
+            raise ValueError(f"num_layer must be >= 1, got {num_layer!r}")
+        hidden_sizes = [int(hidden_size)] * (int(num_layer) - 1)
+    if any(h < 1 for h in hidden_sizes):
+        raise ValueError(f"hidden sizes must be >= 1, got {hidden_sizes}")
+    return hidden_sizes
 
 
 class ClassificationNet:
@@ -149,25 +167,8 @@ class ClassificationNet:
         input_projection=None,
         **kwargs,
     ):
-        if isinstance(activation, str):
-            activation = make_activation(activation)
-        elif isinstance(activation, type) and issubclass(activation, Activation):
-            activation = activation()
-        if not isinstance(activation, Activation):
-            raise TypeError(f"activation must be an npdl Activation or a name, got {activation!r}")
-        if isinstance(hidden_size, list | tuple):
-            hidden_sizes = [int(h) for h in hidden_size]
-            if num_layer not in (2, len(hidden_sizes) + 1):
-                raise ValueError(
-                    f"hidden_size lists {len(hidden_sizes)} widths, which needs "
-                    f"num_layer={len(hidden_sizes) + 1}, got num_layer={num_layer}"
-                )
-        else:
-            if int(num_layer) < 1:
-                raise ValueError(f"num_layer must be >= 1, got {num_layer!r}")
-            hidden_sizes = [int(hidden_size)] * (int(num_layer) - 1)
-        if any(h < 1 for h in hidden_sizes):
-            raise ValueError(f"hidden sizes must be >= 1, got {hidden_sizes}")
+        activation = as_activation(activation)
+        hidden_sizes = _hidden_widths(hidden_size, num_layer)
         if init not in INIT_SCHEMES:
             raise ValueError(f"unknown init {init!r}; allowed: {', '.join(INIT_SCHEMES)}")
         if reg < 0:
