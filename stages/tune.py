@@ -2,9 +2,9 @@
 (``leaderboard.csv``, ``leaderboard.md``, ``best_overrides.json``), plot data and
 pictures of the search.
 
-The search is a Hydra multirun of the train stage with npdl's sweeper for
-``tune.sampler``, so the tune stage and the command line share one implementation and
-one run store: rerunning a finished search trains nothing, and a search killed midway
+The search is a Hydra multirun of the train stage with npdl's sweeper, ``tune.proposer``
+under ``tune.scheduler`` (or the pair ``tune.sampler`` names), so the tune stage and
+the command line share one implementation and one run store: rerunning a finished search trains nothing, and a search killed midway
 continues where it stopped. ``tune.pin`` keys are left out of the space; with
 ``tune.enabled=false`` the configured hyperparameters pass through unchanged."""
 
@@ -20,8 +20,9 @@ from hydra.core.hydra_config import HydraConfig
 
 from common import PROJECT_ROOT, project_path, run_dir, stage_main
 from launching import sweep_command
-from npdl.config import PipelineConfig, searched_space
+from npdl.config import PipelineConfig, search_of, searched_space
 from npdl.io import load_json, save_json
+from npdl.registry import search_name
 from npdl.search.report import read_leaderboard, tune_metrics, write_search_report
 from npdl.trial import TUNE_REPORTS, TuneOutputs
 
@@ -42,7 +43,8 @@ def run(cfg: PipelineConfig) -> dict:
     command = sweep_command(cfg, sweep_dir, list(HydraConfig.get().overrides.task))
     if subprocess.run(command, cwd=PROJECT_ROOT).returncode != 0:
         raise RuntimeError(
-            f"the {cfg.tune.sampler} search failed; its log is above and in {sweep_dir}"
+            f"the {search_name(*search_of(cfg.tune))} search failed; its log is above and in "
+            f"{sweep_dir}"
         )
     outputs.folder.mkdir(parents=True, exist_ok=True)
     for name, target in zip(TUNE_REPORTS, outputs.reports, strict=True):

@@ -42,10 +42,10 @@ SCHEDULERS: dict[str, Scheduler] = {
 NAMED_SEARCHES: dict[str, tuple[str, str]] = {
     "grid": ("grid", "none"),
     "random": ("random", "none"),
-    "tpe": ("tpe", "none"),
     "halving": ("random", "halving"),
     "asha": ("random", "asha"),
     "hyperband": ("random", "hyperband"),
+    "tpe": ("tpe", "none"),
     "bohb": ("tpe", "hyperband"),
 }
 
