@@ -259,8 +259,9 @@ def render_search(result: dict) -> list[str]:
         f"noise of one run at {table['noise']['sd_of_one_run']:.2f} points (sd).",
         "",
         f"`bench_search.py` replays every search on the table for {result['seeds']} seeds "
-        f"until {100 * R:,} epochs (100 R) are spent. Ours are the sweeper classes "
-        "themselves with only `run_batch` served from the table (the run store's rules: "
+        f"until {100 * R:,} epochs (100 R) are spent. Ours are npdl's sweeper itself "
+        "(each named search a proposer under a scheduler) with only `run_batch` served "
+        "from the table (the run store's rules: "
         "a trained budget costs nothing again, a promotion pays only its new epochs); "
         "Optuna 5's are its own ask/tell loop, a report per epoch, every epoch a trial "
         "ran counted. A search's answer at a budget is its best trial trained to R within "

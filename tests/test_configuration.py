@@ -241,3 +241,20 @@ def test_the_tune_stage_runs_its_trials_on_the_configured_launcher():
         '++hydra.launcher.partition="cpu long"',
         '++hydra.launcher.setup=["module load x"]',
     ]
+
+
+def test_the_sweeper_takes_the_tune_stages_names_and_defaults():
+    from launching import SWEEPER_KEYS
+
+    from hydra_plugins.npdl_sweepers.config import SearchConf
+    from npdl.config import TuneConfig
+
+    sweeper = {f.name: f.default for f in dataclasses.fields(SearchConf)}
+    tune = {f.name: f.default for f in dataclasses.fields(TuneConfig)}
+    # Every option the tune stage passes is a field of both, under one name.
+    assert set(SWEEPER_KEYS) <= set(sweeper) & set(tune)
+    # And the defaults agree: the command line's search is the tune stage's, but for
+    # epochs (null: the trials' own solver.epochs) and the seed (the pipeline's seed).
+    shared = (set(sweeper) & set(tune)) - {"epochs", "seed"}
+    assert shared >= {"proposer", "scheduler", "n_trials", "min_epochs", "eta", "n_jobs"}
+    assert {k: sweeper[k] for k in shared} == {k: tune[k] for k in shared}
