@@ -244,9 +244,8 @@ def test_the_tune_stage_runs_its_trials_on_the_configured_launcher():
 
 
 def test_the_sweeper_takes_the_tune_stages_names_and_defaults():
-    from launching import SWEEPER_KEYS
-
     from hydra_plugins.npdl_sweepers.config import SearchConf
+    from launching import SWEEPER_KEYS
     from npdl.config import TuneConfig
 
     sweeper = {f.name: f.default for f in dataclasses.fields(SearchConf)}
