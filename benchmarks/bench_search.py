@@ -4,7 +4,7 @@ Run from the repository root, after ``record_search_table.py`` (replays: ~10 min
 real runs: ~30 min more,
 saved one by one in ``results/search_real.json``)::
 
-    python benchmarks/bench_search.py [--seeds 30] [--real] [--work DIR]
+    python benchmarks/bench_search.py [--seeds 30] [--real] [--work DIR] [--table NAME|FILE]
 
 Every search of :mod:`search_replay` runs on ``results/search_table.csv`` for each seed
 until 100 R epochs are spent; regret (the table's best val accuracy at R minus the best
@@ -13,7 +13,11 @@ epochs, as median and interquartile range over the seeds. ``--real`` also runs h
 and TPE for real (``stages/train.py -m`` with the sweeper, a fresh run store, on the
 recorder's data) for 3 seeds each, and compares each with its replay.
 
-Writes ``results/search.json`` and ``docs/images/search_regret.png``.
+Writes ``results/search.json`` and ``docs/images/search_regret.png``. ``--table`` replays
+another recorded table instead (a name of ``record_search_table.TABLES``, or any CSV of
+the same columns, e.g. one recorded elsewhere): ``results/search_<name>.json`` and
+``docs/images/search_regret_<name>.png``; ``--real`` and the noise figure belong to the
+default table only.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from harness import write_results
-from record_search_table import FIXED, ROOT
+from record_search_table import FIXED, ROOT, TABLES
 from search_replay import OPTUNA, OURS, Table, regret_at, replay, single_search
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -192,13 +196,43 @@ def plot(result: dict, path: Path) -> None:
     plt.close(figure)
 
 
+def other_table(name: str, table: Table, seeds: int) -> None:
+    """Every search replayed on another table; its results and picture beside the
+    default table's."""
+    best_key = max(table.acc, key=lambda k: table.result(k, table.max_epochs)[0])
+    result = {
+        "table": {
+            "name": name,
+            "points": len(table.acc),
+            "max_epochs": table.max_epochs,
+            "grid_epochs": table.grid_epochs(),
+            "best_val_acc": table.best,
+            "best_point": dict(zip(table.keys, best_key, strict=True)),
+            "space": {k: list(c.values) for k, c in table.space.items()},
+        },
+        "seeds": seeds,
+        **compare(table, seeds),
+        "rank_agreement_with_R": rank_agreement(table),
+    }
+    plot(result, FIGURE.with_name(f"search_regret_{name}.png"))
+    write_results(f"search_{name}", result)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=30)
     parser.add_argument("--real", action="store_true", help="also the real runs (~20 min)")
     parser.add_argument("--work", type=Path, default=ROOT / ".cache" / "npdl" / "search-table")
+    parser.add_argument("--table", default="default", help="a recorded table's name or a CSV")
     args = parser.parse_args()
-    table = Table(RESULTS / "search_table.csv")
+    if args.table in TABLES:
+        name, table_file = args.table, RESULTS / TABLES[args.table][2]
+    else:
+        name, table_file = Path(args.table).stem, Path(args.table)
+    if name != "default":
+        other_table(name, Table(table_file), args.seeds)
+        return
+    table = Table(table_file)
     best_key = max(table.acc, key=lambda k: table.result(k, table.max_epochs)[0])
     result = {
         "table": {

@@ -1,10 +1,17 @@
-"""Record the tabular search benchmark: every point of a 216-configuration space trained
-27 epochs, per-epoch val accuracy, val loss and seconds, by our own grid sweep.
+"""Record a tabular search benchmark: every point of a space trained 27 epochs,
+per-epoch val accuracy, val loss and seconds, by our own grid sweep.
 
-Run from the repository root (about 45 minutes on 2 cores; a killed run resumes from
-the run store when started again)::
+Run from the repository root (a killed run resumes from the run store when started
+again)::
 
-    python benchmarks/record_search_table.py [ARCHIVE] [--work DIR]
+    python benchmarks/record_search_table.py [ARCHIVE] [--table NAME] [--work DIR]
+
+``--table`` picks one of :data:`TABLES`: ``default`` (216 configurations of Adam's
+learning rate, weight decay, width, dropout and batch norm; about 45 minutes on 2
+cores) or ``optimizers`` (128 configurations of Adam or SGD with momentum over four
+learning rates, some of which diverge, weight decay, width and depth, dropout; a table
+whose short runs mislead). A diverged trial's epochs after it diverged are recorded at
+chance (val accuracy 0.1, val loss NaN), as the trainer ended it.
 
 It runs the pipeline's own stages on the shared archive, in a work folder of its own
 (``.cache/npdl/search-table`` by default): ``prepare_split.py`` and ``normalize.py``
@@ -14,7 +21,8 @@ prefix of the train split (``solver.train_fraction=0.25``) with the 5,000 val im
 every trial on the cosine schedule of 27 epochs. A second, small sweep trains 12 of the
 points again with another seed: the table's run-to-run noise.
 
-Writes ``benchmarks/results/search_table.csv`` (one row per point and epoch) and
+Writes ``benchmarks/results/search_table.csv`` (one row per point and epoch; other
+tables ``search_table_<name>.csv``) and, for the default table,
 ``benchmarks/results/search_noise.csv``. ``bench_search.py`` replays searches on them.
 """
 
@@ -23,6 +31,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -42,7 +51,6 @@ SPACE = {
     "model.dropout": ["0.0", "0.3"],
     "model.batch_norm": ["true", "false"],
 }
-COLUMNS = [*SPACE, "epoch", "val_acc", "val_loss", "seconds"]
 FIXED = [
     f"solver.epochs={MAX_EPOCHS}",
     "solver.train_fraction=0.25",
@@ -51,6 +59,32 @@ FIXED = [
     "hydra/launcher=joblib",
     "hydra.launcher.n_jobs=2",
 ]
+#: A second table: 2 optimizers x 4 learning rates x 2 weight decays x 4 shapes (width
+#: 128 / 512, depth 2 / 4) x 2 dropouts = 128 configurations on 6,000 training images.
+OPTIMIZERS_SPACE = {
+    "optimizer": ["adam", "sgd_momentum"],
+    "optimizer.lr": ["1e-4", "1e-3", "1e-2", "1e-1"],
+    "optimizer.weight_decay": ["0.0", "0.01"],
+    "model.hidden_size": [
+        "[128,128]",
+        "[512,512]",
+        "[128,128,128,128]",
+        "[512,512,512,512]",
+    ],
+    "model.dropout": ["0.0", "0.5"],
+}
+#: name -> (space, overrides of every trial, results file).
+TABLES = {
+    "default": (SPACE, FIXED, "search_table.csv"),
+    "optimizers": (
+        OPTIMIZERS_SPACE,
+        [
+            *(f for f in FIXED if not f.startswith("solver.train_fraction")),
+            "solver.train_fraction=0.15",
+        ],
+        "search_table_optimizers.csv",
+    ),
+}
 #: Run-to-run noise: these 12 points trained again with another seed.
 NOISE_GRID = {
     "optimizer.lr": "2e-4,1e-3,5e-3",
@@ -75,39 +109,49 @@ def stage(work: Path, name: str, *overrides: str) -> None:
     subprocess.run(command, check=True, cwd=ROOT)
 
 
-def collect(sweep_dir: Path) -> list[dict]:
+def collect(sweep_dir: Path, space: dict = SPACE) -> list[dict]:
     """One row per job and epoch: the point's override texts, the epoch's val accuracy
-    and loss, and the job's seconds per epoch trained."""
+    and loss, and the job's seconds per epoch trained; a diverged trial's remaining
+    epochs at chance."""
     rows = []
     for job in sorted(sweep_dir.iterdir(), key=lambda p: (len(p.name), p.name)):
         overrides_file = job / ".hydra" / "overrides.yaml"
         if not overrides_file.is_file():
             continue
         overrides = dict(line.split("=", 1) for line in yaml.safe_load(overrides_file.read_text()))
-        point = {key: overrides[key] for key in SPACE}
+        point = {key: overrides[key] for key in space}
         metrics = json.loads((job / "metrics" / "train.json").read_text())
-        if metrics["status"] != "ok":
+        if metrics["status"] not in ("ok", "diverged"):
             raise SystemExit(f"{job}: trial {point} ended {metrics['status']!r}; see its log")
         trained = metrics["epochs"] - (metrics["resumed_from"] or 0)
         per_epoch = metrics["seconds"] / max(1, trained)
-        with open(job / "metrics" / "train_history.csv", newline="") as handle:
-            for epoch in csv.DictReader(handle):
-                rows.append(
-                    {
-                        **point,
-                        "epoch": int(epoch["epoch"]),
-                        "val_acc": round(float(epoch["val_acc"]), 4),
-                        "val_loss": round(float(epoch["val_loss"]), 4),
-                        "seconds": round(per_epoch, 3),
-                    }
-                )
+        history = job / "metrics" / "train_history.csv"
+        epochs = []
+        if history.is_file():
+            with open(history, newline="") as handle:
+                epochs = [
+                    (float(e["val_acc"]), float(e["val_loss"])) for e in csv.DictReader(handle)
+                ]
+        epochs += [(0.1, math.nan)] * (MAX_EPOCHS - len(epochs))  # diverged: at chance
+        for number, (acc, loss) in enumerate(epochs[:MAX_EPOCHS], start=1):
+            rows.append(
+                {
+                    **point,
+                    "epoch": number,
+                    "val_acc": round(acc, 4) if math.isfinite(acc) else 0.1,
+                    "val_loss": round(loss, 4),
+                    "seconds": round(per_epoch, 3),
+                }
+            )
     return rows
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
+def write_csv(path: Path, rows: list[dict], space: dict = SPACE) -> None:
     temporary = path.with_suffix(".csv.tmp")
     with open(temporary, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer = csv.DictWriter(
+            handle, fieldnames=[*space, "epoch", "val_acc", "val_loss", "seconds"]
+        )
         writer.writeheader()
         writer.writerows(rows)
     os.replace(temporary, path)
@@ -117,27 +161,30 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("archive", nargs="?", default=DEFAULT_ARCHIVE, type=Path)
+    parser.add_argument("--table", choices=sorted(TABLES), default="default")
     parser.add_argument("--work", type=Path, default=ROOT / ".cache" / "npdl" / "search-table")
     args = parser.parse_args()
     work = args.work.resolve()
+    space, fixed, results_file = TABLES[args.table]
     if not (work / "data" / "normalized" / "stats.json").is_file():
         # The pipeline's way to an offline source: CIFAR10_SOURCE replaces the URL.
         os.environ["CIFAR10_SOURCE"] = str(args.archive.resolve())
         stage(work, "prepare_split.py")
         stage(work, "normalize.py")
-    space = [f"{key}={','.join(values)}" for key, values in SPACE.items()]
+    sweep = work / ("grid" if args.table == "default" else f"grid-{args.table}")
     stage(
         work,
         "train.py",
         "-m",
         "hydra/sweeper=npdl_grid",
-        f"hydra.sweep.dir={work / 'grid'}",
-        *FIXED,
-        *space,
+        f"hydra.sweep.dir={sweep}",
+        *fixed,
+        *(f"{key}={','.join(values)}" for key, values in space.items()),
     )
-    table = collect(work / "grid")
     RESULTS.mkdir(exist_ok=True)
-    write_csv(RESULTS / "search_table.csv", table)
+    write_csv(RESULTS / results_file, collect(sweep, space), space)
+    if args.table != "default":
+        return
     # Run-to-run noise: 12 of the points trained again with another seed.
     noise_grid = [f"{key}={values}" for key, values in NOISE_GRID.items()]
     stage(

@@ -68,6 +68,8 @@ class Table:
                     values[name].append(value)
         #: The space as the sweepers get it from Hydra: choices of override texts.
         self.space = {name: Choice(tuple(v)) for name, v in values.items()}
+        #: Images the val scores were measured on (the recorder's val split).
+        self.val_images = 5000
 
     def key(self, point: dict) -> tuple:
         return tuple(str(point[k]) for k in self.keys)
@@ -143,6 +145,7 @@ class Replayed:
                 "resumed_from": resumed_from,
                 "seconds": self.table.seconds[key] * cost,
                 "cache_hit": cost == 0,
+                "val_images": self.table.val_images,
             }
             self.rows.append(row)
             rows.append(row)

@@ -104,6 +104,7 @@ def test_a_failed_run_is_not_replayed_but_trained_again(zca_data, tmp_path):
 #: the store wrote them: existing stores stay readable.
 STORED_KEYS = {"status", "val_acc", "val_loss", "best_epoch", "epochs", "budget", "seconds"}
 STORED_KEYS |= {"threads", "history", "lineage", "resumed_from", "npdl", "code"}
+STORED_KEYS |= {"val_images"}  # the val scores' precision (the fidelity controller reads it)
 
 
 def test_the_store_keeps_a_result_in_its_format_and_a_hit_reads_it_back(zca_data, tmp_path):
@@ -114,6 +115,7 @@ def test_the_store_keeps_a_result_in_its_format_and_a_hit_reads_it_back(zca_data
     assert not trained.result.cache_hit and len(trained.history) == 2
     record = store.load_result(trained.result.lineage, 2)
     assert set(record) == STORED_KEYS and record["history"] == trained.history
+    assert record["val_images"] == len(data.val[1])
     hit = run_training(cfg, data, store)
     assert hit.result == replace(trained.result, cache_hit=True)
     assert hit.history == trained.history and hit.model_path == trained.model_path

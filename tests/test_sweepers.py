@@ -741,3 +741,34 @@ def test_tpe_under_asha_is_a_pair_of_names_on_the_one_sweeper(data_dir, tmp_path
     ).read_bytes()
     best = json.loads((tmp_path / "a" / "best_overrides.json").read_text())
     assert (best["sampler"], best["proposer"], best["scheduler"]) == ("tpe+asha", "tpe", "asha")
+
+
+def test_a_wider_search_is_told_the_earlier_searchs_trials_and_retrains_none(data_dir, tmp_path):
+    cache = tmp_path / "cache"
+    narrow = ["optimizer.lr=tag(log, interval(1e-3, 1e-2))", "model.reg=choice(0.0,1e-4)"]
+    tpe = ("npdl_tpe", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_startup=2")
+    run_sweep(data_dir, cache, tmp_path / "narrow", *tpe, *narrow)
+    first = {r["lineage"] for r in leaderboard(tmp_path / "narrow")}
+    stored = {e["lineage"] for e in events(cache, "store")}
+    assert first <= stored and len(first) == 4
+    # A wider space holds every trial of the first search: the three that are not the
+    # configured values' (this search's own first trial) are told to TPE, and none of
+    # them is trained again.
+    run_sweep(data_dir, cache, tmp_path / "wide", *tpe, *SPACE)
+    best = json.loads((tmp_path / "wide" / "best_overrides.json").read_text())
+    assert best["warm_start"] == {"trials": 3}
+    trained_now = {e["lineage"] for e in events(cache, "store")} - stored
+    assert trained_now.isdisjoint(first)
+    assert len(trained_now) == 3  # 4 trials, the configured values' a hit
+    wide = leaderboard(tmp_path / "wide")
+    # Repeatable: the same wide search again is told the same trials (never its own)
+    # and proposes the same points, all from the store.
+    run_sweep(data_dir, cache, tmp_path / "again", *tpe, *SPACE)
+    assert {e["lineage"] for e in events(cache, "store")} - stored == trained_now
+    assert leaderboard(tmp_path / "again") == wide
+    assert json.loads((tmp_path / "again" / "best_overrides.json").read_text())["warm_start"] == {
+        "trials": 3
+    }
+    # Off: nothing told, and TPE proposes what a cold search proposes.
+    run_sweep(data_dir, cache, tmp_path / "cold", *tpe, *SPACE, "hydra.sweeper.warm_start=false")
+    assert json.loads((tmp_path / "cold" / "best_overrides.json").read_text())["warm_start"] is None

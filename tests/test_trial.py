@@ -33,10 +33,16 @@ TRAIN_JSON = {
 def test_an_ok_result_round_trips_through_json_with_the_keys_train_json_has():
     result = TrialResult.from_json(TRAIN_JSON)
     assert result.val_acc == 0.4213 and result.resumed_from == 4 and result.error is None
+    # An older train.json has no val_images: read as None, written back with it and
+    # nothing else changed.
+    assert result.val_images is None
     written = result.to_json()
-    assert written == TRAIN_JSON and "error" not in written  # train.json stays as it was
+    assert written == {**TRAIN_JSON, "val_images": None} and "error" not in written
+    assert list(written)[:-1] == list(TRAIN_JSON)  # the same keys, in the same order
     assert json.loads(json.dumps(written)) == written  # plain JSON types
     assert TrialResult.from_json(json.loads(json.dumps(written))) == result
+    measured = TrialResult.from_json({**TRAIN_JSON, "val_images": 5000})
+    assert measured.val_images == 5000 and measured.to_json()["val_images"] == 5000
 
 
 def test_a_failed_result_keeps_its_error():

@@ -66,6 +66,10 @@ class TrialResult:
     budget : int or None
         The epoch budget asked for (``solver.epochs``): with ``lineage``, the run
         store's entry; None when unknown (:meth:`failed`).
+    val_images : int or None
+        Images the val scores are measured on (their precision: a val accuracy ``p``
+        has the standard error ``sqrt(p (1 - p) / val_images)``); None when unknown,
+        and for results written before it was recorded.
     error : str or None
         ``'<ExceptionType>: <message>'`` of a failed run; None otherwise.
     """
@@ -81,6 +85,7 @@ class TrialResult:
     cache_hit: bool
     lineage: str | None
     budget: int | None
+    val_images: int | None = None
     error: str | None = None
 
     def __post_init__(self):
@@ -105,6 +110,7 @@ class TrialResult:
             cache_hit=False,
             lineage=None,
             budget=None,
+            val_images=None,
             error=error,
         )
 
@@ -119,7 +125,7 @@ class TrialResult:
 
     @classmethod
     def from_json(cls, mapping: Mapping[str, Any]) -> TrialResult:
-        """The result :meth:`to_json` wrote (``error`` may be absent).
+        """The result :meth:`to_json` wrote (``error`` and ``val_images`` may be absent).
 
         Raises
         ------
@@ -127,7 +133,7 @@ class TrialResult:
             Naming the keys missing from ``mapping`` and the keys it has that a
             result has not, or a status other than :data:`STATUSES`.
         """
-        missing = [name for name in RESULT_FIELDS if name not in mapping and name != "error"]
+        missing = [name for name in RESULT_FIELDS if name not in mapping and name not in OPTIONAL]
         unknown = sorted(str(key) for key in mapping if key not in RESULT_FIELDS)
         if missing or unknown:
             problems = []
@@ -137,11 +143,14 @@ class TrialResult:
                 problems.append(f"unknown keys {unknown}")
             raise ValueError(
                 f"not a trial result: {' and '.join(problems)}; a result has the keys "
-                f"{list(RESULT_FIELDS)} ('error' optional)"
+                f"{list(RESULT_FIELDS)} ({', '.join(map(repr, OPTIONAL))} optional)"
             )
         return cls(**{name: mapping[name] for name in RESULT_FIELDS if name in mapping})
 
 
+#: Keys a result may lack: ``error`` (only a failed run has one) and ``val_images``
+#: (results written before it was recorded).
+OPTIONAL = ("val_images", "error")
 #: The fields of :class:`TrialResult`, in order (the keys of ``to_json``).
 RESULT_FIELDS = tuple(field.name for field in dataclasses.fields(TrialResult))
 

@@ -110,6 +110,17 @@ class TuneConfig:
     keep_checkpoints: bool = False
     #: TPE under scheduler none: random proposals before its model is used.
     n_startup: int = 8
+    #: Schedulers with rungs: the fidelity controller (npdl.search.controller) keeps the
+    #: configurations whose val accuracy ties within ``tie_sd`` standard errors of the
+    #: last one promoted, and twice as many where a rung's ranking agrees with the rung
+    #: before below ``min_agreement`` (Spearman).
+    fidelity_control: bool = False
+    tie_sd: float = 1.0
+    min_agreement: float = 0.5
+    #: Tell the proposer the run store's trials of earlier searches on the same data,
+    #: code and recipe whose values lie in the space (a model-based proposer learns from
+    #: them; a search's own earlier runs are never told, so it stays repeatable).
+    warm_start: bool = True
     n_jobs: int = 1
     #: Hydra launcher of the trials (``LAUNCHERS``); ``launcher_settings`` (dotted or
     #: nested keys; null: the launcher's own) go to ``hydra.launcher``. ``basic`` with
@@ -141,6 +152,8 @@ class TuneConfig:
         "metric": OneOf(("val_acc", "val_loss")),
         "n_jobs": Interval(1, None, closed="left"),
         "n_startup": Interval(0, None, closed="left"),
+        "tie_sd": Interval(0, None, closed="left"),
+        "min_agreement": Interval(-1, 1, closed="both"),
         "launcher": OneOf(LAUNCHERS),
         "launcher_settings": Rule(_launcher_settings_need_a_launcher),
         "keep_sweeps": Interval(1, None, closed="left", expected=">= 1 (this search's)"),

@@ -57,6 +57,14 @@ class SearchConf:
     keep_checkpoints: bool = TUNE.keep_checkpoints
     #: Random proposals before TPE's model is used (one budget).
     n_startup: int = TUNE.n_startup
+    #: Schedulers with rungs: keep configurations whose val accuracy ties within tie_sd
+    #: standard errors, and twice as many where consecutive rungs agree below
+    #: min_agreement (npdl.search.controller).
+    fidelity_control: bool = TUNE.fidelity_control
+    tie_sd: float = TUNE.tie_sd
+    min_agreement: float = TUNE.min_agreement
+    #: Tell the proposer the run store's trials of earlier searches (npdl_sweepers.warm).
+    warm_start: bool = TUNE.warm_start
     #: Config key of the epoch budget, and of the schedule horizon (set to the top budget
     #: so a promoted trial continues the learning-rate curve it started on).
     epochs_key: str = "solver.epochs"

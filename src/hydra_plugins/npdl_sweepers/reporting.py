@@ -46,7 +46,8 @@ def write_reports(
     """Write the search's reports into ``sweep_dir`` and print the top of its leaderboard.
 
     ``about`` holds what ``best_overrides.json`` says of the search besides its results:
-    ``sampler`` (its name), ``proposer``, ``scheduler`` and ``audit`` (or None).
+    ``sampler`` (its name), ``proposer``, ``scheduler``, ``audit`` (or None) and
+    ``controller`` (the fidelity controller's decisions; None when it was off).
     """
     import npdl.search as search
 
@@ -78,6 +79,10 @@ def write_reports(
                 if not row["cache_hit"]
             ),
             "fidelity": correlations,
+            # The fidelity controller's decisions (None: it was off).
+            "controller": about.get("controller"),
+            # Trials of earlier searches told to the proposer (None: warm start off).
+            "warm_start": about.get("warm_start"),
             "audit": about["audit"],
         },
     )

@@ -21,6 +21,7 @@ checkpoints of the trials it eliminated.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ from npdl.overrides import point_text
 
 from .reporting import write_reports
 from .trials import TrialLauncher, drop_eliminated_checkpoints
+from .warm import WarmStart, search_identity
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,10 @@ class NpdlSweeper(Sweeper):
         audit: int = 0,
         keep_checkpoints: bool = False,
         n_startup: int = 8,
+        fidelity_control: bool = False,
+        tie_sd: float = 1.0,
+        min_agreement: float = 0.5,
+        warm_start: bool = True,
         epochs_key: str = "solver.epochs",
         horizon_key: str | None = "solver.schedule_epochs",
         n_configs: int | None = None,
@@ -128,10 +134,15 @@ class NpdlSweeper(Sweeper):
         self.budgets |= {"eta": eta, "n_jobs": n_jobs}
         self.audit_size, self.keep_checkpoints, self.n_startup = audit, keep_checkpoints, n_startup
         self.epochs_key, self.horizon_key = epochs_key, horizon_key
+        self.control_options = (fidelity_control, tie_sd, min_agreement)
+        #: What the fidelity controller did, decision by decision.
+        self.decisions: list[dict] = []
         self.rows: list[dict] = []
         #: budget -> [(point, score)] of every trial this sweeper ran (proposers read it).
         self.history: dict = {}
         self.audit: dict | None = None
+        self.warm_start = warm_start
+        self.warm: WarmStart | None = None
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -157,10 +168,15 @@ class NpdlSweeper(Sweeper):
             self.launcher, parser, fixed, self.objective, self.fail_fast, self.sampler
         )
         self.trials.rows = self.rows
+        if self.warm_start:
+            self.warm = WarmStart.of(self.config, self.identity(space, fixed))
+            self.trials.on_row = self.warm.record
         log.info("%s search over %s", self.sampler, ", ".join(space))
         best = self.search(space)
         self.trials.close()
         about = {**self.names, "sampler": self.sampler, "audit": self.audit}
+        about["controller"] = self.decisions if self.control_options[0] else None
+        about["warm_start"] = {"trials": self.warm.told} if self.warm else None
         write_reports(sweep_dir, self.rows, self.objective, best, about)
         if self.scheduler_class.multi_fidelity and not self.keep_checkpoints:
             drop_eliminated_checkpoints(self.config, self.rows, self.top_epochs())
@@ -169,6 +185,21 @@ class NpdlSweeper(Sweeper):
     def run_batch(self, points: list[dict], extra: list[str] = ()) -> list[dict]:
         """Launch one trial per point (plus ``extra`` overrides); their rows."""
         return self.trials.run_batch(points, extra)
+
+    def identity(self, space: dict, fixed: list[str]) -> str:
+        """This search's identity in the run store (:func:`.warm.search_identity`)."""
+        return search_identity(
+            {
+                **self.names,
+                "seed": self.seed,
+                "metric": self.metric,
+                "space": {key: repr(dimension) for key, dimension in space.items()},
+                "fixed": sorted(fixed),
+                "budgets": {k: v for k, v in self.budgets.items() if k != "n_trials"},
+                "n_startup": self.n_startup,
+                "include_defaults": self.include_defaults,
+            }
+        )
 
     def top_epochs(self) -> int | None:
         """The top budget: ``epochs``, else (schedulers with rungs) the configured one."""
@@ -184,7 +215,8 @@ class NpdlSweeper(Sweeper):
         if not self.proposer_class.takes_configured:
             configured = None
         multi_fidelity = self.scheduler_class.multi_fidelity
-        proposer = self.proposer_class(
+        self.space = space
+        self.proposer = proposer = self.proposer_class(
             space,
             self.seed,
             exclude=[configured] if configured is not None else [],
@@ -192,19 +224,49 @@ class NpdlSweeper(Sweeper):
             multi_fidelity=multi_fidelity,
             n_startup=self.n_startup,
         )
-        scheduler = self.scheduler_class(**{**self.budgets, "epochs": self.top_epochs()})
+        budgets = {**self.budgets, "epochs": self.top_epochs()}
+        scheduler = self.scheduler_class(**budgets, control=self.fidelity_control())
         if hasattr(self, "trials"):
             self.trials.planned = scheduler.planned(proposer)
         first_row = len(self.rows)
         evaluate = search_package().schedulers.telling(proposer, self.run_requests, self.history)
         proposals = search_package().Proposals(proposer, configured)
         result = scheduler.run(proposals, evaluate)
+        for decision in result.decisions:
+            log.info(
+                "fidelity control, rung %d: kept %d more (%s)",
+                decision["rung"],
+                decision["kept"],
+                decision["why"],
+            )
+        self.decisions += result.decisions
         if not multi_fidelity:
             return self.best_of(self.rows[first_row:])
         if result.best is None:
             return None
         self.run_audit(result, evaluate, scheduler.epochs)
         return point_overrides(result.points[result.best.point_index])
+
+    def fidelity_control(self):
+        """The scheduler's :class:`~npdl.search.controller.FidelityControl` (None when
+        ``fidelity_control`` is off): ties within ``tie_sd`` standard errors of a val
+        accuracy on the trials' val images (none for a loss), wider promotions where
+        consecutive rungs agree below ``min_agreement``."""
+        enabled, tie_sd, min_agreement = self.control_options
+        if not enabled:
+            return None
+        standard_error = self.accuracy_standard_error if self.metric == "val_acc" else None
+        control = search_package().controller.FidelityControl
+        return control(standard_error, tie_sd=tie_sd, min_agreement=min_agreement)
+
+    def accuracy_standard_error(self, accuracy: float) -> float:
+        """The standard error of a val accuracy on the val images the latest trials
+        report (0 when none says: no tie is kept)."""
+        images = next((r.get("val_images") for r in reversed(self.rows) if r.get("val_images")), 0)
+        if not images:
+            return 0.0
+        p = min(max(accuracy, 0.0), 1.0)
+        return math.sqrt(p * (1 - p) / images)
 
     def run_requests(self, requests: list[tuple[int, dict, int | None]]) -> list[float | None]:
         """Train each ``(index, point, epochs)`` request: one launcher batch per budget,
@@ -221,7 +283,25 @@ class NpdlSweeper(Sweeper):
             rows = self.run_batch([requests[p][1] for p in positions], [*horizon, *budget])
             for position, row in zip(positions, rows, strict=True):
                 scores[position] = self.objective.score(row)
+        if self.warm is not None:
+            self.warm.tell(
+                self.rows,
+                self.space,
+                self.proposer,
+                self.history,
+                self.objective.score,
+                self.trials.value_of,
+                self.warm_budget,
+            )
         return scores
+
+    def warm_budget(self, epochs: int) -> bool:
+        """Whether an earlier result at ``epochs`` speaks to this search: its one budget
+        (none), or any budget up to the top (schedulers with rungs)."""
+        if self.scheduler_class.multi_fidelity:
+            return epochs <= self.top_epochs()
+        budget = self.budgets["epochs"] or OmegaConf.select(self.config, self.epochs_key)
+        return epochs == int(budget)
 
     def configured_point(self, space: dict) -> dict | None:
         """The configured values of the searched keys (override text), or None when

@@ -47,6 +47,8 @@ class TrialLauncher:
         self.launcher, self.parser, self.fixed = launcher, parser, fixed
         self.objective, self.fail_fast, self.label = objective, fail_fast, label
         self.rows: list[dict] = []
+        #: Called with each row as its trial finishes (the warm start records it).
+        self.on_row = None
         self.planned: int | None = None
         self.progress: tqdm | None = None
         self.job_index = 0
@@ -91,6 +93,8 @@ class TrialLauncher:
             raise RuntimeError(f"trial {point} failed: {result.error}")
         row = leaderboard_row({k: self.value_of(k, v) for k, v in point.items()}, result)
         self.rows.append(row)
+        if self.on_row is not None:
+            self.on_row(row)
         return row
 
     def value_of(self, key: str, value: Any) -> Any:

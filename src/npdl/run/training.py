@@ -318,7 +318,9 @@ def _train_or_take(
         failed = _measured(run, lineage, epochs, start, resumed_from, "failed", error)
         return _record_failure(cfg, store, failed)
     status = "diverged" if run.solver.status == "diverged" else "ok"
-    measured = _measured(run, lineage, epochs, start, resumed_from, status)
+    measured = _measured(
+        run, lineage, epochs, start, resumed_from, status, val_images=len(data.val[1])
+    )
     return _store_result(cfg, data, store, run, measured, options)
 
 
@@ -446,7 +448,14 @@ def _checkpointer(generators: dict, store: RunStore, lineage: str) -> Callable:
 
 
 def _measured(
-    run, lineage: str, epochs: int, start: float, resumed_from, status: str, error=None
+    run,
+    lineage: str,
+    epochs: int,
+    start: float,
+    resumed_from,
+    status: str,
+    error=None,
+    val_images: int | None = None,
 ) -> TrainingOutcome:
     """The result of ``run`` (None: it failed before it was built) at budget ``epochs``,
     trained since ``start`` (``time.perf_counter``), with its history."""
@@ -464,6 +473,7 @@ def _measured(
         cache_hit=False,
         lineage=lineage,
         budget=epochs,
+        val_images=val_images,
         error=None if error is None else f"{type(error).__name__}: {error}",
     )
     return TrainingOutcome(result, copy.deepcopy(solver.history) if solver else [])

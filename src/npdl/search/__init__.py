@@ -5,7 +5,7 @@ Trials are training runs of :mod:`npdl.run` (and its run store), launched throug
 train stage; neither package imports the other.
 """
 
-from . import fidelity, proposers, schedulers
+from . import controller, fidelity, proposers, schedulers
 from .asha import AshaResult, asha, asha_budgets
 from .halving import (
     BestTrial,
@@ -72,6 +72,7 @@ __all__ = [
     "TrialRecord",
     "asha",
     "asha_budgets",
+    "controller",
     "describe_space",
     "distinct_points",
     "fidelity",

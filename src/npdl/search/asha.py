@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from .controller import FidelityControl
 from .halving import (
     BestTrial,
     RunBatch,
@@ -64,6 +65,7 @@ def asha(
     run_batch: RunBatch,
     workers: int = 1,
     always_promote: Sequence[int] = (),
+    control: FidelityControl | None = None,
 ) -> AshaResult:
     """Run asynchronous successive halving on ``workers`` slots.
 
@@ -78,6 +80,9 @@ def asha(
         promoted whenever they finish a rung).
     workers : int
         Jobs per batch (the launcher's parallel jobs).
+    control : FidelityControl, optional
+        Its ties: a trial within the noise of the top ``1/eta`` so far is eligible too
+        (ASHA compares rungs that are still filling, so rank agreement is not used).
 
     Returns
     -------
@@ -97,7 +102,7 @@ def asha(
     while True:
         batch: list[tuple[int, int]] = []  # (rung, point index)
         for _ in range(workers):
-            job = _promotion(scores, promoted, budgets, eta, always_promote, batch)
+            job = _promotion(scores, promoted, budgets, eta, always_promote, batch, control)
             if job is None and not exhausted:
                 point = _next_or_none(next_point)
                 exhausted = point is None
@@ -155,13 +160,19 @@ def _finish(scores, promoted) -> list[tuple[int, int]]:
     return []
 
 
-def _promotion(scores, promoted, budgets, eta, always_promote, batch) -> tuple[int, int] | None:
+def _promotion(
+    scores, promoted, budgets, eta, always_promote, batch, control=None
+) -> tuple[int, int] | None:
     """The highest-rung promotion available now, or None."""
     busy = {index for _, index in batch}
     for rung in range(len(budgets) - 2, -1, -1):
         done = {i: s for i, s in scores[rung].items() if s is not None}
         ranked = sorted(done, key=lambda i: (-done[i], i))
-        eligible = ranked[: len(scores[rung]) // eta] + [i for i in always_promote if i in done]
+        top = ranked[: len(scores[rung]) // eta]
+        if control is not None and control.standard_error is not None and top:
+            width = control.tie_sd * control.standard_error(done[top[-1]])
+            top += [i for i in ranked[len(top) :] if done[i] >= done[top[-1]] - width]
+        eligible = top + [i for i in always_promote if i in done]
         for index in eligible:
             if index not in promoted[rung] and index not in busy:
                 return rung + 1, index

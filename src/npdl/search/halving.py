@@ -18,8 +18,10 @@ import math
 import numbers
 import operator
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
+
+from .controller import FidelityControl
 
 #: ``run_batch(requests) -> scores``: one request ``(point_index, point, epochs)`` per
 #: trial of a rung; one score per request, higher is better, None if the trial failed.
@@ -176,6 +178,8 @@ class HalvingResult:
     schedule: list[tuple[int, int]]
     records: list[TrialRecord]
     best: BestTrial | None
+    #: What the fidelity controller did: ``{"rung", "kept", "why"}`` per decision.
+    decisions: list[dict] = field(default_factory=list)
 
     @property
     def epochs_spent(self) -> int:
@@ -217,6 +221,7 @@ def successive_halving(
     eta: int,
     run_batch: RunBatch,
     always_promote: Sequence[int] = (),
+    control: FidelityControl | None = None,
 ) -> HalvingResult:
     """Run successive halving over ``points``.
 
@@ -237,6 +242,9 @@ def successive_halving(
     always_promote : sequence of int
         Point indices promoted at every rung whatever their rank, unless they fail
         (the configured values: the winner then never scores below them at the top).
+    control : FidelityControl, optional
+        Keeps more than the schedule's share where scores tie within their noise or
+        consecutive rungs disagree (:mod:`.controller`); None: the schedule's share.
 
     Returns
     -------
@@ -262,6 +270,8 @@ def successive_halving(
     requested: set[tuple[int, int]] = set()
     survivors = list(range(len(points)))
     best: BestTrial | None = None
+    previous: dict[int, float | None] | None = None
+    decisions: list[dict] = []
     for rung, (_, epochs) in enumerate(schedule):
         requests = [(index, points[index], epochs) for index in survivors]
         for index, _, _ in requests:
@@ -285,7 +295,16 @@ def successive_halving(
         if ranking:
             best = BestTrial(ranking[0], epochs, score_of[ranking[0]])
         is_last = rung == len(schedule) - 1
-        promoted = set() if is_last else set(ranking[: schedule[rung + 1][0]])
+        if is_last:
+            promoted = set()
+        elif control is None:
+            promoted = set(ranking[: schedule[rung + 1][0]])
+        else:
+            chosen, made = control.promotions(
+                ranking, score_of, schedule[rung + 1][0], previous, rung
+            )
+            promoted, decisions = set(chosen), decisions + made
+        previous = score_of
         if not is_last:
             promoted |= {index for index in always_promote if score_of.get(index) is not None}
         records.extend(
@@ -295,4 +314,4 @@ def successive_halving(
         if not promoted:
             break
         survivors = sorted(promoted)
-    return HalvingResult(schedule=schedule, records=records, best=best)
+    return HalvingResult(schedule=schedule, records=records, best=best, decisions=decisions)

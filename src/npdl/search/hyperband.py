@@ -19,6 +19,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from .controller import FidelityControl
 from .halving import BestTrial, HalvingResult, RunBatch, checked_budgets, successive_halving
 
 #: ``propose(bracket_index, n) -> n points`` for a bracket about to start.
@@ -77,6 +78,7 @@ def hyperband(
     eta: int,
     run_batch: RunBatch,
     always_promote: Sequence[int] = (),
+    control: FidelityControl | None = None,
 ) -> HyperbandResult:
     """Run Hyperband: each bracket of :func:`hyperband_brackets` in turn.
 
@@ -116,6 +118,7 @@ def hyperband(
             eta,
             shifted,
             always_promote=always_promote if bracket == 0 else (),
+            control=control,
         )
         result = _shift(result, offset)
         brackets.append(result)
@@ -137,4 +140,5 @@ def _shift(result: HalvingResult, offset: int) -> HalvingResult:
     best = None
     if result.best is not None:
         best = BestTrial(result.best.point_index + offset, result.best.epochs, result.best.score)
-    return HalvingResult(result.schedule, records, best)
+    decisions = [{**decision, "bracket_offset": offset} for decision in result.decisions]
+    return HalvingResult(result.schedule, records, best, decisions)

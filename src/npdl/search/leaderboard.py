@@ -54,7 +54,7 @@ RESULT_COLUMNS = ("rank", "overrides", *result_columns("val_acc", "val_loss", "e
 CSV_COLUMNS = (*RESULT_COLUMNS, *result_columns("lineage", "budget"))
 #: Result fields the trial log leaves out: the best epoch and the threads say nothing
 #: of how the search went, and a failure's error is in the run store's ``failures/``.
-TRIAL_LOG_OMITS = result_columns("best_epoch", "threads", "error")
+TRIAL_LOG_OMITS = result_columns("best_epoch", "threads", "val_images", "error")
 #: Columns of the trial log (``trials.csv`` in a sweep's folder): every trial in the
 #: order it ran, with every result field of how it ran (in the result's order) but
 #: :data:`TRIAL_LOG_OMITS`.

@@ -196,6 +196,10 @@ def tune_metrics(best_overrides: Mapping[str, Any], leaderboard_rows: Sequence[M
         out[f"best_{metric}"] = float(ok[0][metric])
     for c in best_overrides.get("fidelity") or []:
         out[f"spearman_{c['from_epochs']}_to_{c['to_epochs']}"] = c["spearman"]
+    if best_overrides.get("warm_start"):
+        out["warm_start_trials"] = best_overrides["warm_start"]["trials"]
+    if best_overrides.get("controller") is not None:
+        out["controller_kept"] = sum(d["kept"] for d in best_overrides["controller"])
     audit = best_overrides.get("audit")
     if audit:
         out["audit_trained"], out["audit_beat_winner"] = audit["trained"], audit["beat_winner"]

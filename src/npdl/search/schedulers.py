@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from .asha import asha
+from .controller import FidelityControl
 from .halving import BestTrial, RunBatch, TrialRecord, positive_int, successive_halving
 from .hyperband import hyperband
 from .proposers import Proposer
@@ -72,6 +73,8 @@ class SearchResult:
     points: list[dict]
     records: list[TrialRecord]
     best: BestTrial | None
+    #: What the fidelity controller did (:mod:`.controller`): ``{"rung", "kept", "why"}``.
+    decisions: list[dict] = field(default_factory=list)
 
 
 class Scheduler:
@@ -87,6 +90,9 @@ class Scheduler:
         The first budget and the growth factor (schedulers with rungs).
     n_jobs : int
         Trials launched at once (ASHA's workers; an adaptive proposer's batch).
+    control : FidelityControl, optional
+        Schedulers with rungs: keep more where scores tie within their noise or rungs
+        disagree (:mod:`.controller`); None: the schedule's share.
     """
 
     #: Whether it compares trials at growing budgets (and can audit its eliminations).
@@ -100,13 +106,14 @@ class Scheduler:
         min_epochs: int = 1,
         eta: int = 3,
         n_jobs: int = 1,
+        control: FidelityControl | None = None,
     ):
         self.n_trials = positive_int("n_trials", n_trials, 1)
         self.n_jobs = positive_int("n_jobs", n_jobs, 1)
         if self.multi_fidelity and epochs is None:
             raise ValueError(f"{type(self).__name__} needs epochs (its top budget), got None")
         self.epochs = None if epochs is None else positive_int("epochs", epochs, 1)
-        self.min_epochs, self.eta = min_epochs, eta
+        self.min_epochs, self.eta, self.control = min_epochs, eta, control
 
     def planned(self, proposer: Proposer) -> int | None:
         """Trials the search will run, where known in advance (a progress bar's total)."""
@@ -165,8 +172,9 @@ class SuccessiveHalving(Scheduler):
             self.eta,
             evaluate,
             always_promote=proposals.always_promote,
+            control=self.control,
         )
-        return SearchResult(points, result.records, result.best)
+        return SearchResult(points, result.records, result.best, result.decisions)
 
 
 class AsynchronousHalving(Scheduler):
@@ -194,6 +202,7 @@ class AsynchronousHalving(Scheduler):
             evaluate,
             self.n_jobs,
             always_promote=proposals.always_promote,
+            control=self.control,
         )
         return SearchResult(result.points, result.records, result.best)
 
@@ -211,9 +220,11 @@ class Hyperband(Scheduler):
             self.eta,
             evaluate,
             always_promote=proposals.always_promote,
+            control=self.control,
         )
         records = [record for bracket in result.brackets for record in bracket.records]
-        return SearchResult(result.points, records, result.best)
+        decisions = [d for bracket in result.brackets for d in bracket.decisions]
+        return SearchResult(result.points, records, result.best, decisions)
 
 
 def telling(proposer: Proposer, evaluate: RunBatch, history: dict) -> RunBatch:
