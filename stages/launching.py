@@ -58,7 +58,7 @@ def match_threads_to_launcher() -> None:
 #: The tune stage's keys that npdl's sweeper takes under the same name.
 SWEEPER_KEYS = ("seed", "metric", "fail_fast", "n_trials", "epochs", "min_epochs", "eta")
 SWEEPER_KEYS += ("n_jobs", "audit", "keep_checkpoints", "n_startup", "fidelity_control", "tie_sd")
-SWEEPER_KEYS += ("min_agreement", "warm_start")
+SWEEPER_KEYS += ("min_agreement", "warm_start", "rung_schedule")
 
 
 def launcher_overrides(tune: TuneConfig) -> list[str]:

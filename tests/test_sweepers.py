@@ -596,7 +596,13 @@ BOHB_SEARCH = (
 )
 
 
-@pytest.mark.parametrize("search", [TPE_SEARCH, BOHB_SEARCH], ids=["tpe", "bohb"])
+#: Successive halving whose rungs are finished runs (each rung's schedule its own).
+OWN_RUNGS_SEARCH = (*HALVING_9_TO_3, "hydra.sweeper.rung_schedule=own", *SPACE)
+
+
+@pytest.mark.parametrize(
+    "search", [TPE_SEARCH, BOHB_SEARCH, OWN_RUNGS_SEARCH], ids=["tpe", "bohb", "own-rungs"]
+)
 def test_model_based_search_killed_and_rerun_ends_as_an_uninterrupted_one(
     data_dir, tmp_path, search
 ):
@@ -611,7 +617,8 @@ def test_model_based_search_killed_and_rerun_ends_as_an_uninterrupted_one(
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     finished = {(e["lineage"], e["epochs"]) for e in events(cache, "store")}
-    assert 3 <= len(finished) < 6, "the kill came too late to interrupt the search"
+    before_the_end = len(whole) if search is OWN_RUNGS_SEARCH else 6
+    assert 3 <= len(finished) < before_the_end, "the kill came too late to interrupt the search"
     run_sweep(data_dir, cache, tmp_path / "rerun", *search)
     rerun = leaderboard(tmp_path / "rerun")
     assert [(r["overrides"], r["epochs"], r["val_acc"]) for r in rerun] == [
@@ -772,3 +779,54 @@ def test_a_wider_search_is_told_the_earlier_searchs_trials_and_retrains_none(dat
     # Off: nothing told, and TPE proposes what a cold search proposes.
     run_sweep(data_dir, cache, tmp_path / "cold", *tpe, *SPACE, "hydra.sweeper.warm_start=false")
     assert json.loads((tmp_path / "cold" / "best_overrides.json").read_text())["warm_start"] is None
+
+
+def test_rungs_on_their_own_schedules_are_finished_runs_and_promotions_train_afresh(
+    data_dir, tmp_path
+):
+    cache = tmp_path / "cache"
+    run_sweep(
+        data_dir,
+        cache,
+        tmp_path / "own",
+        *HALVING_9_TO_3,
+        *SPACE,
+        "hydra.sweeper.rung_schedule=own",
+    )
+    store = RunStore(cache)
+    rows = leaderboard(tmp_path / "own")
+    assert {int(r["epochs"]) for r in rows} == {1, 3}
+    for row in rows:
+        # Each rung's learning-rate schedule ends at its own budget.
+        horizon = store.description(row["lineage"])["training"]["solver"]["schedule_epochs"]
+        assert horizon == int(row["budget"])
+    with open(tmp_path / "own" / "trials.csv") as handle:
+        log = list(csv.DictReader(handle))
+    assert all(r["resumed_from"] == "" for r in log)  # nothing to resume: other lineages
+    # The shared schedule (the default) resumes its promotions from their checkpoints.
+    run_sweep(data_dir, cache, tmp_path / "shared", *HALVING_9_TO_3, *SPACE)
+    with open(tmp_path / "shared" / "trials.csv") as handle:
+        shared = list(csv.DictReader(handle))
+    assert any(r["resumed_from"] == "1" for r in shared)
+
+
+def test_the_fidelity_controller_keeps_ties_within_the_noise_and_says_so(data_dir, tmp_path):
+    # 40 val images: a val accuracy's standard error is about 0.08, so the first rung's
+    # near-ties go on with the top third instead of being cut by noise.
+    run_sweep(
+        data_dir,
+        tmp_path / "cache",
+        tmp_path / "c",
+        *HALVING_9_TO_3,
+        *SPACE,
+        "hydra.sweeper.fidelity_control=true",
+    )
+    rows = rows_by_epochs(leaderboard(tmp_path / "c"))
+    best = json.loads((tmp_path / "c" / "best_overrides.json").read_text())
+    kept = sum(d["kept"] for d in best["controller"])
+    assert kept > 0 and all(
+        "standard error" in d["why"] or "agreement" in d["why"] for d in best["controller"]
+    )
+    assert len(rows[3]) >= 3 + kept  # the schedule's third, plus what the controller kept
+    with open(tmp_path / "c" / "trials.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == len(rows[1]) + len(rows[3])

@@ -121,6 +121,10 @@ class TuneConfig:
     #: code and recipe whose values lie in the space (a model-based proposer learns from
     #: them; a search's own earlier runs are never told, so it stays repeatable).
     warm_start: bool = True
+    #: Schedulers with rungs: ``shared`` (every rung on the top budget's learning-rate
+    #: schedule; a promotion resumes) or ``own`` (each rung's schedule ends at its budget,
+    #: so its score is a finished run's; a promotion trains afresh).
+    rung_schedule: str = "shared"
     n_jobs: int = 1
     #: Hydra launcher of the trials (``LAUNCHERS``); ``launcher_settings`` (dotted or
     #: nested keys; null: the launcher's own) go to ``hydra.launcher``. ``basic`` with
@@ -154,6 +158,7 @@ class TuneConfig:
         "n_startup": Interval(0, None, closed="left"),
         "tie_sd": Interval(0, None, closed="left"),
         "min_agreement": Interval(-1, 1, closed="both"),
+        "rung_schedule": OneOf(("shared", "own")),
         "launcher": OneOf(LAUNCHERS),
         "launcher_settings": Rule(_launcher_settings_need_a_launcher),
         "keep_sweeps": Interval(1, None, closed="left", expected=">= 1 (this search's)"),

@@ -65,6 +65,9 @@ class SearchConf:
     min_agreement: float = TUNE.min_agreement
     #: Tell the proposer the run store's trials of earlier searches (npdl_sweepers.warm).
     warm_start: bool = TUNE.warm_start
+    #: Schedulers with rungs: every rung on the top budget's schedule (shared; promotions
+    #: resume) or each rung's schedule ending at its budget (own; a finished run's score).
+    rung_schedule: str = TUNE.rung_schedule
     #: Config key of the epoch budget, and of the schedule horizon (set to the top budget
     #: so a promoted trial continues the learning-rate curve it started on).
     epochs_key: str = "solver.epochs"

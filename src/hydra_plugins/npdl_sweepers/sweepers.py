@@ -100,6 +100,7 @@ class NpdlSweeper(Sweeper):
         tie_sd: float = 1.0,
         min_agreement: float = 0.5,
         warm_start: bool = True,
+        rung_schedule: str = "shared",
         epochs_key: str = "solver.epochs",
         horizon_key: str | None = "solver.schedule_epochs",
         n_configs: int | None = None,
@@ -142,6 +143,13 @@ class NpdlSweeper(Sweeper):
         self.history: dict = {}
         self.audit: dict | None = None
         self.warm_start = warm_start
+        if rung_schedule not in ("shared", "own"):
+            raise ValueError(
+                f"hydra.sweeper.rung_schedule={rung_schedule!r} is not allowed: expected "
+                "shared (every rung on the top budget's schedule) or own (each rung's ends "
+                "at its budget)"
+            )
+        self.rung_schedule = rung_schedule
         self.warm: WarmStart | None = None
 
     def setup(
@@ -269,18 +277,19 @@ class NpdlSweeper(Sweeper):
         return math.sqrt(p * (1 - p) / images)
 
     def run_requests(self, requests: list[tuple[int, dict, int | None]]) -> list[float | None]:
-        """Train each ``(index, point, epochs)`` request: one launcher batch per budget,
-        with rungs all on the schedule horizon of the top budget (a promoted trial
-        continues its learning-rate curve); scores, higher is better."""
-        top = self.top_epochs() if self.scheduler_class.multi_fidelity else None
-        horizon = [f"{self.horizon_key}={top}"] if self.horizon_key and top else []
+        """Train each ``(index, point, epochs)`` request: one launcher batch per budget.
+        With ``rung_schedule=shared`` every rung is on the schedule horizon of the top
+        budget (a promoted trial resumes and continues its learning-rate curve); with
+        ``own`` each rung's schedule ends at its budget (its score is a finished run's;
+        a promoted trial trains afresh). Scores, higher is better."""
         by_budget: dict[int | None, list[int]] = {}
         for position, (_, _, epochs) in enumerate(requests):
             by_budget.setdefault(epochs, []).append(position)
         scores: list[float | None] = [None] * len(requests)
         for epochs, positions in by_budget.items():
             budget = [] if epochs is None else [f"{self.epochs_key}={epochs}"]
-            rows = self.run_batch([requests[p][1] for p in positions], [*horizon, *budget])
+            points = [requests[p][1] for p in positions]
+            rows = self.run_batch(points, [*self.horizon(epochs), *budget])
             for position, row in zip(positions, rows, strict=True):
                 scores[position] = self.objective.score(row)
         if self.warm is not None:
@@ -294,6 +303,13 @@ class NpdlSweeper(Sweeper):
                 self.warm_budget,
             )
         return scores
+
+    def horizon(self, epochs: int | None) -> list[str]:
+        """The schedule horizon override of a rung at ``epochs`` (none with one budget)."""
+        if not self.scheduler_class.multi_fidelity or not self.horizon_key:
+            return []
+        end = epochs if self.rung_schedule == "own" else self.top_epochs()
+        return [f"{self.horizon_key}={end}"]
 
     def warm_budget(self, epochs: int) -> bool:
         """Whether an earlier result at ``epochs`` speaks to this search: its one budget
