@@ -323,6 +323,39 @@ def render_search(result: dict) -> list[str]:
     return lines
 
 
+def render_other_table(result: dict) -> list[str]:
+    """A second recorded table's replays (``bench_search.py --table NAME``)."""
+    table, R = result["table"], result["table"]["max_epochs"]
+    space = "; ".join(f"`{k}` {', '.join(v)}" for k, v in table["space"].items())
+    budgets = result["budgets"]
+    agreement = result["rank_agreement_with_R"]
+    lines = [
+        f"### Search on the `{table['name']}` table",
+        "",
+        f"`record_search_table.py --table {table['name']}` trained every point of a "
+        f"{table['points']}-configuration space ({space}) for R = {R} epochs; its best val "
+        f"accuracy at R is {100 * table['best_val_acc']:.2f}%. `bench_search.py --table "
+        f"{table['name']}` replays every search on it for {result['seeds']} seeds, as above "
+        f"({result['machine']['cpu']}, {result['machine']['cores']} cores).",
+        "",
+        "| search | " + " | ".join(f"regret at {label}" for label in budgets) + " |",
+        "|---|" + "---|" * len(budgets),
+    ]
+    for name, method in result["methods"].items():
+        cells = [_regret(method["regret"][label]) for label in budgets]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| b (epochs) | " + " | ".join(agreement) + " |",
+        "|---|" + "---|" * len(agreement),
+        "| Spearman with R | " + " | ".join(f"{v:.2f}" for v in agreement.values()) + " |",
+        "",
+        f"![median regret against epochs spent](../docs/images/search_regret_{table['name']}.png)",
+        "",
+    ]
+    return lines
+
+
 RENDERERS = {
     "train": render_train,
     "profile": render_profile,
@@ -330,6 +363,7 @@ RENDERERS = {
     "pipeline": render_pipeline,
     "parallel": render_parallel,
     "search": render_search,
+    "search_optimizers": render_other_table,
 }
 
 
