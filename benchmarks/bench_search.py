@@ -196,20 +196,24 @@ def plot(result: dict, path: Path) -> None:
     plt.close(figure)
 
 
+def describe_table(table: Table) -> dict:
+    """A table's size, budget, best point and space, for the results file."""
+    best_key = max(table.acc, key=lambda k: table.result(k, table.max_epochs)[0])
+    return {
+        "points": len(table.acc),
+        "max_epochs": table.max_epochs,
+        "grid_epochs": table.grid_epochs(),
+        "best_val_acc": table.best,
+        "best_point": dict(zip(table.keys, best_key, strict=True)),
+        "space": {k: list(c.values) for k, c in table.space.items()},
+    }
+
+
 def other_table(name: str, table: Table, seeds: int) -> None:
     """Every search replayed on another table; its results and picture beside the
     default table's."""
-    best_key = max(table.acc, key=lambda k: table.result(k, table.max_epochs)[0])
     result = {
-        "table": {
-            "name": name,
-            "points": len(table.acc),
-            "max_epochs": table.max_epochs,
-            "grid_epochs": table.grid_epochs(),
-            "best_val_acc": table.best,
-            "best_point": dict(zip(table.keys, best_key, strict=True)),
-            "space": {k: list(c.values) for k, c in table.space.items()},
-        },
+        "table": {"name": name, **describe_table(table)},
         "seeds": seeds,
         **compare(table, seeds),
         "rank_agreement_with_R": rank_agreement(table),
@@ -233,17 +237,8 @@ def main() -> None:
         other_table(name, Table(table_file), args.seeds)
         return
     table = Table(table_file)
-    best_key = max(table.acc, key=lambda k: table.result(k, table.max_epochs)[0])
     result = {
-        "table": {
-            "points": len(table.acc),
-            "max_epochs": table.max_epochs,
-            "grid_epochs": table.grid_epochs(),
-            "best_val_acc": table.best,
-            "best_point": dict(zip(table.keys, best_key, strict=True)),
-            "space": {k: list(c.values) for k, c in table.space.items()},
-            "noise": noise(RESULTS / "search_noise.csv", table),
-        },
+        "table": {**describe_table(table), "noise": noise(RESULTS / "search_noise.csv", table)},
         "seeds": args.seeds,
         **compare(table, args.seeds),
         "asha_workers": asha_workers(table, args.seeds),
