@@ -753,7 +753,12 @@ def test_tpe_under_asha_is_a_pair_of_names_on_the_one_sweeper(data_dir, tmp_path
 def test_a_wider_search_is_told_the_earlier_searchs_trials_and_retrains_none(data_dir, tmp_path):
     cache = tmp_path / "cache"
     narrow = ["optimizer.lr=tag(log, interval(1e-3, 1e-2))", "model.reg=choice(0.0,1e-4)"]
-    tpe = ("npdl_tpe", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_startup=2")
+    tpe = (
+        "npdl_tpe",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.n_startup=2",
+        "hydra.sweeper.warm_start=true",
+    )
     run_sweep(data_dir, cache, tmp_path / "narrow", *tpe, *narrow)
     first = {r["lineage"] for r in leaderboard(tmp_path / "narrow")}
     stored = {e["lineage"] for e in events(cache, "store")}
@@ -777,7 +782,7 @@ def test_a_wider_search_is_told_the_earlier_searchs_trials_and_retrains_none(dat
         "trials": 3
     }
     # Off: nothing told, and TPE proposes what a cold search proposes.
-    run_sweep(data_dir, cache, tmp_path / "cold", *tpe, *SPACE, "hydra.sweeper.warm_start=false")
+    run_sweep(data_dir, cache, tmp_path / "cold", *tpe[:-1], *SPACE)  # the default: off
     assert json.loads((tmp_path / "cold" / "best_overrides.json").read_text())["warm_start"] is None
 
 

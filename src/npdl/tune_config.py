@@ -119,8 +119,9 @@ class TuneConfig:
     min_agreement: float = 0.5
     #: Tell the proposer the run store's trials of earlier searches on the same data,
     #: code and recipe whose values lie in the space (a model-based proposer learns from
-    #: them; a search's own earlier runs are never told, so it stays repeatable).
-    warm_start: bool = True
+    #: them; a search's own earlier runs are never told). Off by default: a search killed
+    #: between a trial's storing and its recording would tell that trial on its rerun.
+    warm_start: bool = False
     #: Schedulers with rungs: ``shared`` (every rung on the top budget's learning-rate
     #: schedule; a promotion resumes) or ``own`` (each rung's schedule ends at its budget,
     #: so its score is a finished run's; a promotion trains afresh).

@@ -99,7 +99,7 @@ class NpdlSweeper(Sweeper):
         fidelity_control: bool = False,
         tie_sd: float = 1.0,
         min_agreement: float = 0.5,
-        warm_start: bool = True,
+        warm_start: bool = False,
         rung_schedule: str = "shared",
         epochs_key: str = "solver.epochs",
         horizon_key: str | None = "solver.schedule_epochs",

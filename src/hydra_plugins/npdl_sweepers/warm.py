@@ -7,7 +7,7 @@ them to the search's history by budget and tells them to its proposer (a model-b
 proposer learns from them; random and grid ignore them). Trials the search itself ran,
 in this run or an earlier run of the same search (rerun, grown or killed), are recorded
 in the store under the search's identity and never told: the search stays
-repeatable. ``warm_start=false`` turns it off.
+repeatable. ``warm_start=true`` turns it on (off by default).
 """
 
 from __future__ import annotations
