@@ -32,9 +32,9 @@ from harness import ROOT, SHARED_ARCHIVE, peak_rss_of, summary, write_results
 STAGES = ["prepare-split", "normalize", "tune", "train", "evaluate"]
 SHORTER = [
     ("conf/solver/default.yaml", "epochs: 140", "epochs: 2"),
-    ("conf/tune/halving.yaml", "n_trials: 12", "n_trials: 4"),
-    ("conf/tune/halving.yaml", "epochs: 8", "epochs: 2"),
-    ("conf/tune/halving.yaml", "min_epochs: 2", "min_epochs: 1"),
+    ("conf/tune/base.yaml", "n_trials: 12", "n_trials: 4"),
+    ("conf/tune/base.yaml", "epochs: 8", "epochs: 2"),
+    ("conf/tune/base.yaml", "min_epochs: 2", "min_epochs: 1"),
 ]
 
 

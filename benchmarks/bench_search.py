@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from harness import write_results
+from npdl.registry import search_name
 from record_search_table import FIXED, ROOT, TABLES
 from search_replay import OPTUNA, OURS, Table, regret_at, replay, single_search
 
@@ -84,7 +85,42 @@ def compare(table: Table, seeds: int) -> dict:
             f"{label} {v['median']:.2f}" for label, v in methods[name]["regret"].items()
         )
         print(f"{name:22s} median regret {summary}  ({time.perf_counter() - start:.0f} s)")
-    return {"budgets": budgets, "curve_epochs": curve_at, "methods": methods}
+    return {
+        "budgets": budgets,
+        "curve_epochs": curve_at,
+        "methods": methods,
+        "default": default_holds(methods),
+    }
+
+
+def default_holds(methods: dict) -> dict:
+    """The default search against the bar it must meet on every table: at 30 R and
+    100 R its median regret is at most the better of our random search and Optuna's
+    TPE + Hyperband, plus 0.1 point; at 10 R, whether it beats random search."""
+    (proposer, scheduler), options = OURS["default"]
+
+    def median(name: str, budget: str) -> float:
+        return methods[name]["regret"][budget]["median"]
+
+    bars = {
+        budget: min(median("random", budget), median("optuna tpe+hyperband", budget)) + 0.1
+        for budget in ("30R", "100R")
+    }
+    result = {
+        "search": search_name(proposer, scheduler),
+        "proposer": proposer,
+        "scheduler": scheduler,
+        "options": options,
+        "bar": bars,
+        "within_bar": {b: median("default", b) <= bar + 1e-9 for b, bar in bars.items()},
+        "beats_random_at_10R": median("default", "10R") < median("random", "10R"),
+    }
+    result["holds"] = all(result["within_bar"].values())
+    print(
+        f"default search ({result['search']}): within the bar at 30R and 100R: "
+        f"{result['holds']}; beats random at 10R: {result['beats_random_at_10R']}"
+    )
+    return result
 
 
 def rank_agreement(table: Table) -> dict[int, float]:

@@ -28,8 +28,9 @@ import numpy as np
 import optuna
 
 from hydra_plugins.npdl_sweepers.sweepers import NpdlSweeper
-from npdl.registry import NAMED_SEARCHES, is_multi_fidelity
+from npdl.registry import NAMED_SEARCHES, is_multi_fidelity, search_name
 from npdl.search import Choice
+from npdl.tune_config import TuneConfig
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -39,30 +40,64 @@ class Table:
 
     ``acc[key]`` and ``loss[key]`` are float arrays of shape (R,), epoch 1 first; a key
     is the tuple of the point's override texts in the order of :attr:`keys`.
+
+    The space the searches get is the product of every column's values. A table need
+    not hold the whole product:
+
+    - a column whose values are ranged per value of another column (say, learning
+      rates per optimizer: four for Adam, four others for SGD) is searched by its rank
+      within that column's value (``lr=rank1`` .. ``rank4``), when that makes the
+      table a product (:attr:`ranked` names such columns);
+    - any other point missing from the table is a trial that fails at once, costing
+      no epochs (:meth:`holds`), as an invalid configuration would.
     """
 
     def __init__(self, path: Path):
+        path = Path(path)
         with open(path, newline="") as handle:
             rows = list(csv.DictReader(handle))
         fixed = {"epoch", "val_acc", "val_loss", "seconds"}
+        if not rows or not {"epoch", "val_acc"} <= set(rows[0]) or not set(rows[0]) - fixed:
+            raise ValueError(
+                f"{path}: a search table needs a header with the columns epoch and val_acc "
+                "(val_loss and seconds optional) and one per searched key, and a row per "
+                "point and epoch"
+            )
         self.keys = [column for column in rows[0] if column not in fixed]
         curves: dict[tuple, dict[int, tuple[float, float, float]]] = {}
-        for row in rows:
+        for line, row in enumerate(rows, start=2):
             key = tuple(row[k] for k in self.keys)
-            curves.setdefault(key, {})[int(row["epoch"])] = (
-                float(row["val_acc"]),
-                float(row["val_loss"]),
-                float(row["seconds"]),
-            )
-        self.max_epochs = min(len(curve) for curve in curves.values())
+            try:
+                curves.setdefault(key, {})[int(row["epoch"])] = (
+                    _accuracy(row["val_acc"]),
+                    float(row.get("val_loss") or "nan"),
+                    float(row.get("seconds") or "nan"),
+                )
+            except ValueError as error:
+                raise ValueError(f"{path}, line {line}: {error}") from None
+        #: R: the longest curve; a shorter one (a run that diverged and stopped) is at
+        #: chance after its last epoch, as the recorder writes it.
+        self.max_epochs = max(len(curve) for curve in curves.values())
         self.acc, self.loss, self.seconds = {}, {}, {}
         for key, curve in curves.items():
-            epochs = range(1, self.max_epochs + 1)
-            self.acc[key] = np.array([curve[e][0] for e in epochs])
-            self.loss[key] = np.array([curve[e][1] for e in epochs])
-            self.seconds[key] = float(np.mean([curve[e][2] for e in epochs]))
+            if sorted(curve) != list(range(1, len(curve) + 1)):
+                point = dict(zip(self.keys, key, strict=True))
+                raise ValueError(
+                    f"{path}: point {point} has epochs {sorted(curve)}; expected 1, 2, ... "
+                    "without a gap"
+                )
+            padded = [
+                curve.get(e, (0.1, math.nan, math.nan)) for e in range(1, self.max_epochs + 1)
+            ]
+            self.acc[key] = np.array([acc for acc, _, _ in padded])
+            self.loss[key] = np.array([loss for _, loss, _ in padded])
+            seconds = [s for _, _, s in padded if math.isfinite(s)]
+            self.seconds[key] = float(np.mean(seconds)) if seconds else 0.0
+        #: column -> (the column it is ranked within, {(that value, rank label): value}).
+        self.ranked: dict[str, tuple[str, dict[tuple[str, str], str]]] = {}
+        self._rank_columns(list(curves))
         values = {k: [] for k in self.keys}
-        for key in curves:
+        for key in map(self._searched, curves):
             for name, value in zip(self.keys, key, strict=True):
                 if value not in values[name]:
                     values[name].append(value)
@@ -71,8 +106,39 @@ class Table:
         #: Images the val scores were measured on (the recorder's val split).
         self.val_images = 5000
 
+    def _rank_columns(self, points: list[tuple]) -> None:
+        """Search a column by its rank within another column's value where that turns
+        the table into a product (see the class docstring)."""
+        for column in self.keys:
+            for within in self.keys:
+                if within == column or within in self.ranked or column in self.ranked:
+                    continue
+                aliases = _ranks(points, self.keys.index(column), self.keys.index(within))
+                if aliases is None:
+                    continue
+                self.ranked[column] = (within, aliases)
+                if _is_product([self._searched(p) for p in points]):
+                    break
+                del self.ranked[column]
+
+    def _searched(self, key: tuple) -> tuple:
+        """A table key as the searches see it (ranked columns by their rank)."""
+        point = dict(zip(self.keys, key, strict=True))
+        for column, (within, aliases) in self.ranked.items():
+            inverse = {(w, v): label for (w, label), v in aliases.items()}
+            point[column] = inverse[(point[within], point[column])]
+        return tuple(point[k] for k in self.keys)
+
     def key(self, point: dict) -> tuple:
-        return tuple(str(point[k]) for k in self.keys)
+        """The table key of a searched point (ranks turned back into values)."""
+        values = {k: str(point[k]) for k in self.keys}
+        for column, (within, aliases) in self.ranked.items():
+            values[column] = aliases.get((values[within], values[column]), values[column])
+        return tuple(values[k] for k in self.keys)
+
+    def holds(self, key: tuple) -> bool:
+        """Whether the table recorded this point (a missing one fails at no cost)."""
+        return key in self.acc
 
     def result(self, key: tuple, epochs: int) -> tuple[float, float]:
         """(val_acc, val_loss) of the best epoch within the first ``epochs``: what a
@@ -87,6 +153,41 @@ class Table:
 
     def grid_epochs(self) -> int:
         return len(self.acc) * self.max_epochs
+
+
+def _accuracy(text: str) -> float:
+    """A recorded val accuracy; empty or not finite (a diverged epoch): chance, 0.1."""
+    value = float(text) if text.strip() else math.nan
+    return value if math.isfinite(value) else 0.1
+
+
+def _sort_key(text: str):
+    try:
+        return (0, float(text), text)
+    except ValueError:
+        return (1, 0.0, text)
+
+
+def _ranks(points: list[tuple], column: int, within: int) -> dict | None:
+    """{(value of ``within``, rank label): value of ``column``} when every value of
+    ``within`` has the same number of ``column`` values and not all the same ones;
+    None otherwise."""
+    per: dict[str, set[str]] = {}
+    for point in points:
+        per.setdefault(point[within], set()).add(point[column])
+    sizes = {len(values) for values in per.values()}
+    if len(per) < 2 or len(sizes) != 1 or len({frozenset(v) for v in per.values()}) == 1:
+        return None
+    return {
+        (value_of_within, f"rank{rank}"): value
+        for value_of_within, values in per.items()
+        for rank, value in enumerate(sorted(values, key=_sort_key), start=1)
+    }
+
+
+def _is_product(points: list[tuple]) -> bool:
+    columns = [set(values) for values in zip(*points, strict=True)]
+    return len(set(points)) == math.prod(len(values) for values in columns)
 
 
 class StoreCost:
@@ -131,6 +232,21 @@ class Replayed:
             if self.spent >= self.budget:
                 raise BudgetSpent
             key = self.table.key(point)
+            if not self.table.holds(key):
+                row = {
+                    "overrides": dict(point),
+                    "status": "failed",
+                    "val_acc": None,
+                    "val_loss": None,
+                    "epochs": epochs,
+                    "resumed_from": None,
+                    "seconds": 0.0,
+                    "cache_hit": False,
+                    "val_images": self.table.val_images,
+                }
+                self.rows.append(row)
+                rows.append(row)
+                continue
             cost, resumed_from = self.store.request(key, epochs)
             self.spent += cost
             acc, loss = self.table.result(key, epochs)
@@ -166,6 +282,33 @@ OURS: dict[str, tuple[tuple[str, str], dict]] = {
     "tpe": (NAMED_SEARCHES["tpe"], {"n_trials": 10_000}),
     "bohb": (NAMED_SEARCHES["bohb"], {"min_epochs": 1, "eta": 3}),
 }
+
+
+def default_search() -> tuple[tuple[str, str], dict]:
+    """The tune stage's default search (:class:`~npdl.tune_config.TuneConfig`) as the
+    replay runs it: its proposer, scheduler, ``eta`` and fidelity controller, from one
+    epoch to the table's R (the table's budgets stand in for the stage's ``min_epochs``
+    and ``epochs``), and the named search's trial count where it has one.
+
+    A table holds curves on one schedule, so ``rung_schedule=own`` is not replayed.
+    """
+    tune = TuneConfig()
+    pair = (tune.proposer, tune.scheduler)
+    named = OURS.get(search_name(*pair), (pair, {}))[1]
+    options = dict(named)
+    if is_multi_fidelity(tune.scheduler):
+        options.update(
+            min_epochs=1,
+            eta=tune.eta,
+            fidelity_control=tune.fidelity_control,
+            tie_sd=tune.tie_sd,
+            min_agreement=tune.min_agreement,
+        )
+    return pair, options
+
+
+#: ``default``: the tune stage's default search, whichever pair that is.
+OURS["default"] = default_search()
 
 
 def make_sweeper(name: str, table: Table, seed: int, budget: int, options=None) -> Replayed:
@@ -243,10 +386,14 @@ def replay_optuna(name: str, table: Table, seed: int, budget: int) -> list[tuple
         key: optuna.distributions.CategoricalDistribution(list(choice.values))
         for key, choice in table.space.items()
     }
-    spent, trace = 0, []
-    while spent < budget:
+    spent, trace, missing = 0, [], 0
+    while spent < budget and missing < 10_000:
         trial = study.ask(distributions)
         key = table.key(trial.params)
+        if not table.holds(key):  # a point the table lacks fails at once, at no cost
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            missing += 1
+            continue
         for epoch in range(1, table.max_epochs + 1):
             value = table.result(key, epoch)[0]
             trial.report(value, epoch)

@@ -192,7 +192,7 @@ def test_a_proposer_and_a_scheduler_compose_and_a_named_pair_must_not_contradict
     with pytest.raises(
         ConfigError,
         match=r"tune.sampler='tpe' is not allowed: expected null when tune.proposer and "
-        r"tune.scheduler are set \(tune.proposer=random tune.scheduler=asha; tpe is "
+        r"tune.scheduler are set \(tune.proposer=tpe tune.scheduler=asha; tpe is "
         r"tune.proposer=tpe tune.scheduler=none\)",
     ):
         to_pipeline_config(composed(["tune.scheduler=asha", "tune.sampler=tpe"]))

@@ -66,20 +66,22 @@ def test_repro_runs_every_stage_and_writes_every_output(project):
     assert len((repo / "metrics/confusion.csv").read_text().splitlines()) == 61
     model = load_model(repo / "models/model.npz")
     assert model.metadata["data_hash"] == manifest["content_hash"]
-    # tune ran a 3-configuration halving search; train used its winner.
+    # tune ran the default search, BOHB, from 1 to 2 epochs (eta 2): Hyperband's two
+    # brackets; train used its winner.
     board = (repo / "models/tune/leaderboard.csv").read_text().splitlines()
-    # 3 configurations (the configured values and 2 draws) at 1 epoch; the best and the
-    # configured values (always kept to the top rung; they may be the best) at 2.
+    # The first bracket: 2 configurations (the configured values and a draw) at 1 epoch,
+    # the better one and the configured values (always kept to the top rung; they may be
+    # the better one) at 2; the second bracket: 2 configurations at 2 epochs.
     assert board[0].startswith("rank,overrides,val_acc")
     rows = list(csv.DictReader(board))
     epochs = sorted(int(row["epochs"]) for row in rows)
-    assert epochs.count(1) == 3 and epochs.count(2) in (1, 2) and len(rows) == len(epochs), rows
+    assert epochs.count(1) == 2 and epochs.count(2) in (3, 4) and len(rows) == len(epochs), rows
     best = read_json(repo / "models/tune/best_overrides.json")["overrides"]
     assert float(best["optimizer.lr"]) == model.metadata["config"]["optimizer"]["lr"]
     assert float(best["model.dropout"]) == model.metadata["config"]["model"]["dropout"]
     # The search's figures are a DVC metric: sampler, trials, rank agreement.
     tune = read_json(repo / "metrics/tune.json")
-    assert tune["sampler"] == "halving" and tune["trials"] == len(board) - 1
+    assert tune["sampler"] == "bohb" and tune["trials"] == len(board) - 1
     assert "spearman_1_to_2" in tune and tune["epochs_trained"] > 0
     assert tune["best_val_acc"] == pytest.approx(float(board[1].split(",")[2]))
 
@@ -118,8 +120,9 @@ def test_tune_plot_data_is_complete(project):
     repo, _ = project
     leaderboard = list(csv.DictReader((repo / "models/tune/leaderboard.csv").open()))
     trials = list(csv.DictReader((repo / "metrics/tune_trials.csv").open()))
-    # Every configuration of the search (3), each once, at its largest budget.
-    assert len(trials) == len({row["overrides"] for row in leaderboard}) == 3
+    # Every configuration of the search (4: two brackets of 2), each once, at its
+    # largest budget.
+    assert len(trials) == len({row["overrides"] for row in leaderboard}) == 4
     assert set(trials[0]) == {"rank", "val_acc", "epochs", "lr", "weight_decay", "dropout"}
     by_rank = {row["rank"]: row for row in leaderboard}
     for trial in trials:
@@ -129,7 +132,7 @@ def test_tune_plot_data_is_complete(project):
         same_point = [r for r in leaderboard if r["overrides"] == row["overrides"]]
         assert int(trial["epochs"]) == max(int(r["epochs"]) for r in same_point)
     parallel = list(csv.DictReader((repo / "metrics/tune_parallel.csv").open()))
-    assert len(parallel) == 3 * 3
+    assert len(parallel) == 4 * 3
     positions = [float(row["position"]) for row in parallel]
     assert min(positions) == 0.0 and max(positions) == 1.0
 

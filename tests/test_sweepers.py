@@ -600,8 +600,15 @@ BOHB_SEARCH = (
 OWN_RUNGS_SEARCH = (*HALVING_9_TO_3, "hydra.sweeper.rung_schedule=own", *SPACE)
 
 
+#: TPE with warm starts: the killed search's stored trials are its own on the rerun,
+#: never told to it as an earlier search's (its points are recorded before launch).
+WARM_TPE_SEARCH = (*TPE_SEARCH, "hydra.sweeper.warm_start=true")
+
+
 @pytest.mark.parametrize(
-    "search", [TPE_SEARCH, BOHB_SEARCH, OWN_RUNGS_SEARCH], ids=["tpe", "bohb", "own-rungs"]
+    "search",
+    [TPE_SEARCH, BOHB_SEARCH, OWN_RUNGS_SEARCH, WARM_TPE_SEARCH],
+    ids=["tpe", "bohb", "own-rungs", "tpe-warm-start"],
 )
 def test_model_based_search_killed_and_rerun_ends_as_an_uninterrupted_one(
     data_dir, tmp_path, search
@@ -779,6 +786,23 @@ def test_a_wider_search_is_told_the_earlier_searchs_trials_and_retrains_none(dat
     assert {e["lineage"] for e in events(cache, "store")} - stored == trained_now
     assert leaderboard(tmp_path / "again") == wide
     assert json.loads((tmp_path / "again" / "best_overrides.json").read_text())["warm_start"] == {
+        "trials": 3
+    }
+    # Killed after its trials stored their results and before it recorded them as its
+    # own: the points it launched were recorded first, so its rerun still tells only
+    # the first search's trials and proposes the same points.
+    records = [
+        p
+        for p in (cache / "searches").glob("*.json")
+        if trained_now <= set(json.loads(p.read_text())["lineages"])
+    ]
+    assert len(records) == 1
+    record = json.loads(records[0].read_text())
+    assert len(record["points"]) == 4
+    records[0].write_text(json.dumps({**record, "lineages": []}))
+    run_sweep(data_dir, cache, tmp_path / "rerun", *tpe, *SPACE)
+    assert leaderboard(tmp_path / "rerun") == wide
+    assert json.loads((tmp_path / "rerun" / "best_overrides.json").read_text())["warm_start"] == {
         "trials": 3
     }
     # Off: nothing told, and TPE proposes what a cold search proposes.

@@ -85,8 +85,8 @@ class TuneConfig:
     #: The search: a proposer (``PROPOSERS``: where configurations come from) under a
     #: scheduler (``SCHEDULERS``: budgets and promotions). ``sampler``, when set, names
     #: a pair instead (``NAMED_SEARCHES``, e.g. bohb: tpe under hyperband).
-    proposer: str = "random"
-    scheduler: str = "halving"
+    proposer: str = "tpe"
+    scheduler: str = "hyperband"
     sampler: Optional[str] = None
     space: dict[str, str] = field(
         default_factory=lambda: {

@@ -178,7 +178,7 @@ class NpdlSweeper(Sweeper):
         self.trials.rows = self.rows
         if self.warm_start:
             self.warm = WarmStart.of(self.config, self.identity(space, fixed))
-            self.trials.on_row = self.warm.record
+            self.trials.on_launch, self.trials.on_row = self.warm.launching, self.warm.record
         log.info("%s search over %s", self.sampler, ", ".join(space))
         best = self.search(space)
         self.trials.close()

@@ -47,7 +47,9 @@ class TrialLauncher:
         self.launcher, self.parser, self.fixed = launcher, parser, fixed
         self.objective, self.fail_fast, self.label = objective, fail_fast, label
         self.rows: list[dict] = []
-        #: Called with each row as its trial finishes (the warm start records it).
+        #: Called with each group of points before it is launched, and with each row
+        #: as its trial finishes (the warm start records both).
+        self.on_launch = None
         self.on_row = None
         self.planned: int | None = None
         self.progress: tqdm | None = None
@@ -67,6 +69,8 @@ class TrialLauncher:
         groups = [[i] for i in range(len(batch))] if sequential else [list(range(len(batch)))]
         rows = []
         for group in groups:
+            if self.on_launch is not None:
+                self.on_launch([points[i] for i in group])
             returns = self.launcher.launch(
                 [batch[i] for i in group], initial_job_idx=self.job_index
             )

@@ -7,7 +7,8 @@ them to the search's history by budget and tells them to its proposer (a model-b
 proposer learns from them; random and grid ignore them). Trials the search itself ran,
 in this run or an earlier run of the same search (rerun, grown or killed), are recorded
 in the store under the search's identity and never told: the search stays
-repeatable. ``warm_start=true`` turns it on (off by default).
+repeatable: a search records each point before it launches it, and each trial's
+lineage as it finishes. ``warm_start=true`` turns it on (off by default).
 """
 
 from __future__ import annotations
@@ -48,9 +49,15 @@ class WarmStart:
         root = store_root(OmegaConf.select(config, "paths.run_store", default=None), Path.cwd())
         return cls(RunStore(root), search_id)
 
+    def launching(self, points: list[dict]) -> None:
+        """Add ``points`` to this search's record in the store before they are launched,
+        so that a killed search's rerun knows every trial it started as its own."""
+        from npdl.run.earlier import record_search_trials
+
+        record_search_trials(self.store, self.search_id, points=points)
+
     def record(self, row: dict) -> None:
-        """Add the lineage of a finished trial's ``row`` to this search's record in the
-        store (as each trial finishes, so that a killed search's rerun knows it)."""
+        """Add the lineage of a finished trial's ``row`` to this search's record."""
         from npdl.run.earlier import record_search_trials
 
         record_search_trials(self.store, self.search_id, [row.get("lineage")])
@@ -70,16 +77,16 @@ class WarmStart:
         if self.done:
             return
         self.done = True
-        from npdl.run.earlier import earlier_results, search_trials
+        from npdl.run.earlier import earlier_results, point_key, search_record
 
         own = {row["lineage"] for row in rows if row.get("lineage")}
         template = next(iter(sorted(own)), None)
         if template is None:
             return
-        own |= search_trials(self.store, self.search_id)
-        for earlier in earlier_results(self.store, template, list(space), own):
+        lineages, launched = search_record(self.store, self.search_id)
+        for earlier in earlier_results(self.store, template, list(space), own | lineages):
             point = point_in(space, earlier.values, value_of)
-            if point is None or not budgets(earlier.epochs):
+            if point is None or not budgets(earlier.epochs) or point_key(point) in launched:
                 continue
             value = score(earlier.result.to_json())
             history.setdefault(earlier.epochs, []).append((point, value))

@@ -8,8 +8,10 @@ search or single run. A search tells its proposer those (a warm start).
 
 A search must not learn from its own earlier runs (a rerun, a grown or a killed-and-
 rerun search would then propose differently from an uninterrupted one), so each search
-records the lineages it ran under its identity (:func:`record_search_trials`) and
-:func:`earlier_results` leaves them out.
+records under its identity the points it launches, before it launches them, and the
+lineages they ran (:func:`record_search_trials`); a warm start leaves both out. The
+points are recorded first so that a search killed between a trial's storing its result
+and the search's recording that trial still knows the trial as its own.
 """
 
 from __future__ import annotations
@@ -39,21 +41,37 @@ class EarlierResult:
     lineage: str
 
 
-def search_trials(store: RunStore, search_id: str) -> set[str]:
-    """The lineages the search ``search_id`` has run so far (empty: none recorded)."""
+def search_record(store: RunStore, search_id: str) -> tuple[set[str], set[str]]:
+    """The lineages and the points (:func:`point_key` texts) the search ``search_id``
+    has run or launched so far (empty: none recorded)."""
     try:
-        return set(load_json(store.root / SEARCHES / f"{search_id}.json")["lineages"])
+        record = load_json(store.root / SEARCHES / f"{search_id}.json")
+        return set(record["lineages"]), set(record.get("points", []))
     except (OSError, ValueError, KeyError, TypeError):
-        return set()
+        return set(), set()
 
 
-def record_search_trials(store: RunStore, search_id: str, lineages) -> None:
-    """Add ``lineages`` to the search's record (written atomically)."""
-    known = search_trials(store, search_id)
+def record_search_trials(
+    store: RunStore, search_id: str, lineages=(), points: list[dict] = ()
+) -> None:
+    """Add ``lineages`` and ``points`` (search points: key -> value) to the search's
+    record (written atomically)."""
+    known, launched = search_record(store, search_id)
     added = {lineage for lineage in lineages if lineage} - known
-    if added:
+    new_points = {point_key(point) for point in points} - launched
+    if added or new_points:
         path = store.root / SEARCHES / f"{search_id}.json"
-        save_json(path, {"lineages": sorted(known | added)})
+        save_json(
+            path, {"lineages": sorted(known | added), "points": sorted(launched | new_points)}
+        )
+
+
+def point_key(point: dict) -> str:
+    """A search point as one text (its overrides, keys sorted): the same for the point a
+    search launched and for that trial's values read back from its lineage."""
+    from ..overrides import point_text
+
+    return " ".join(f"{key}={point_text(point[key])}" for key in sorted(point))
 
 
 def earlier_results(
