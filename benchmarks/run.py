@@ -241,6 +241,27 @@ def _regret(entry: dict) -> str:
     return f"{entry['median']:.2f} ({entry['q1']:.2f}–{entry['q3']:.2f})"
 
 
+def _default_check(result: dict) -> list[str]:
+    """The default search's median regret against its bar on this table."""
+    check = result.get("default")
+    if not check:
+        return []
+    regret = {
+        b: result["methods"]["default"]["regret"][b]["median"] for b in ("10R", "30R", "100R")
+    }
+    random_10 = result["methods"]["random"]["regret"]["10R"]["median"]
+    return [
+        f"The default search (`default` above: the tune stage's `{check['search']}`, "
+        f"{check['proposer']} under {check['scheduler']}, eta {check['options'].get('eta', '-')}, "
+        "from 1 epoch to R) against its bar, the better of our random search and Optuna "
+        f"TPE + Hyperband plus 0.1 point: {regret['30R']:.2f} against {check['bar']['30R']:.2f} "
+        f"at 30 R, {regret['100R']:.2f} against {check['bar']['100R']:.2f} at 100 R "
+        f"(**{'holds' if check['holds'] else 'does not hold'}**); at 10 R {regret['10R']:.2f} "
+        f"against random's {random_10:.2f}.",
+        "",
+    ]
+
+
 def render_search(result: dict) -> list[str]:
     table, R = result["table"], result["table"]["max_epochs"]
     space = "; ".join(f"`{k}` {', '.join(v)}" for k, v in table["space"].items())
@@ -278,7 +299,8 @@ def render_search(result: dict) -> list[str]:
         cells = [_regret(method["regret"][label]) for label in budgets]
         share = method["within_half_point_at_grid/3"]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {share:.0%} |")
-    lines += ["", "![median regret against epochs spent](../docs/images/search_regret.png)", ""]
+    lines += ["", *_default_check(result)]
+    lines += ["![median regret against epochs spent](../docs/images/search_regret.png)", ""]
     agreement = result.get("rank_agreement_with_R")
     if agreement:
         lines += [
@@ -346,6 +368,7 @@ def render_other_table(result: dict) -> list[str]:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
+        *_default_check(result),
         "| b (epochs) | " + " | ".join(agreement) + " |",
         "|---|" + "---|" * len(agreement),
         "| Spearman with R | " + " | ".join(f"{v:.2f}" for v in agreement.values()) + " |",
@@ -364,6 +387,7 @@ RENDERERS = {
     "parallel": render_parallel,
     "search": render_search,
     "search_optimizers": render_other_table,
+    "search_narrow": render_other_table,
 }
 
 
