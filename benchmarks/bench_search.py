@@ -5,6 +5,7 @@ real runs: ~30 min more,
 saved one by one in ``results/search_real.json``)::
 
     python benchmarks/bench_search.py [--seeds 30] [--real] [--work DIR] [--table NAME|FILE]
+        [--methods NAME,...]
 
 Every search of :mod:`search_replay` runs on ``results/search_table.csv`` for each seed
 until 100 R epochs are spent; regret (the table's best val accuracy at R minus the best
@@ -62,14 +63,20 @@ def median_regret(traces: list, best: float, budget: int) -> float | None:
     return float(np.median(regrets)) if len(finished) == len(regrets) else None
 
 
-def compare(table: Table, seeds: int) -> dict:
-    """Regret of every search at the budgets, over ``seeds`` seeds, and its curve."""
+def compare(table: Table, seeds: int, names: list[str] | None = None, earlier=None) -> dict:
+    """Regret of every search at the budgets, over ``seeds`` seeds, and its curve.
+
+    ``names``: only these searches are replayed, the others' figures are taken from
+    ``earlier`` (a results file of the same table and seeds)."""
     R = table.max_epochs
     budgets = {f"{m}R": m * R for m in MULTIPLES}
     budgets["grid/3"] = table.grid_epochs() // 3
     curve_at = np.unique(np.geomspace(R, 100 * R, 40).astype(int)).tolist()
     methods = {}
     for name in [*OURS, *OPTUNA]:
+        if names is not None and name not in names and name in earlier["methods"]:
+            methods[name] = earlier["methods"][name]
+            continue
         start = time.perf_counter()
         traces = [replay(name, table, seed, 100 * R) for seed in range(seeds)]
         regrets = {
@@ -245,13 +252,13 @@ def describe_table(table: Table) -> dict:
     }
 
 
-def other_table(name: str, table: Table, seeds: int) -> None:
+def other_table(name: str, table: Table, seeds: int, names=None, earlier=None) -> None:
     """Every search replayed on another table; its results and picture beside the
     default table's."""
     result = {
         "table": {"name": name, **describe_table(table)},
         "seeds": seeds,
-        **compare(table, seeds),
+        **compare(table, seeds, names, earlier),
         "rank_agreement_with_R": rank_agreement(table),
     }
     plot(result, FIGURE.with_name(f"search_regret_{name}.png"))
@@ -264,20 +271,32 @@ def main() -> None:
     parser.add_argument("--real", action="store_true", help="also the real runs (~20 min)")
     parser.add_argument("--work", type=Path, default=ROOT / ".cache" / "npdl" / "search-table")
     parser.add_argument("--table", default="default", help="a recorded table's name or a CSV")
+    parser.add_argument(
+        "--methods",
+        help="replay only these searches (comma-separated, e.g. default), keeping the "
+        "others' figures from the table's results file (same table and seeds)",
+    )
     args = parser.parse_args()
+    names = args.methods.split(",") if args.methods else None
     if args.table in TABLES:
         name, table_file = args.table, RESULTS / TABLES[args.table][2]
     else:
         name, table_file = Path(args.table).stem, Path(args.table)
+    earlier = None
+    if names is not None:
+        earlier_file = RESULTS / ("search.json" if name == "default" else f"search_{name}.json")
+        earlier = json.loads(earlier_file.read_text())
+        if earlier["seeds"] != args.seeds:
+            raise SystemExit(f"{earlier_file} holds {earlier['seeds']} seeds, not {args.seeds}")
     if name != "default":
-        other_table(name, Table(table_file), args.seeds)
+        other_table(name, Table(table_file), args.seeds, names, earlier)
         return
     table = Table(table_file)
     result = {
         "table": {**describe_table(table), "noise": noise(RESULTS / "search_noise.csv", table)},
         "seeds": args.seeds,
-        **compare(table, args.seeds),
-        "asha_workers": asha_workers(table, args.seeds),
+        **compare(table, args.seeds, names, earlier),
+        "asha_workers": earlier["asha_workers"] if earlier else asha_workers(table, args.seeds),
         "rank_agreement_with_R": rank_agreement(table),
     }
     real_file = RESULTS / "search_real.json"

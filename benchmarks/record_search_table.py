@@ -10,7 +10,10 @@ again)::
 learning rate, weight decay, width, dropout and batch norm; about 45 minutes on 2
 cores) or ``optimizers`` (128 configurations of Adam or SGD with momentum over four
 learning rates, some of which diverge, weight decay, width and depth, dropout; a table
-whose short runs mislead). A diverged trial's epochs after it diverged are recorded at
+whose short runs mislead) or ``narrow`` (128 configurations close to the tune stage's
+own space: learning rate, weight decay, dropout, crop augmentation) or ``late`` (128
+configurations of regularisation at the two best learning rates: weight decay, dropout,
+crops, flips). A diverged trial's epochs after it diverged are recorded at
 chance (val accuracy 0.1, val loss NaN), as the trainer ended it.
 
 It runs the pipeline's own stages on the shared archive, in a work folder of its own
@@ -73,6 +76,26 @@ OPTIMIZERS_SPACE = {
     ],
     "model.dropout": ["0.0", "0.5"],
 }
+#: A third table, narrow as the tune stage's own space is: 4 learning rates x 4 weight
+#: decays x 4 dropouts around the default's, crop augmentation on or off, one shape
+#: (512-256) on 6,000 training images: differences close to the noise at one epoch,
+#: regularisation that pays late.
+NARROW_SPACE = {
+    "optimizer.lr": ["3e-4", "6e-4", "1.2e-3", "2.4e-3"],
+    "optimizer.weight_decay": ["0.005", "0.015", "0.04", "0.1"],
+    "model.dropout": ["0.0", "0.1", "0.2", "0.3"],
+    "solver.crop_padding": ["0", "4"],
+}
+#: A fourth table, of regularisation that pays late: the two best learning rates of the
+#: narrow table, weight decay, dropout, crops and flips, on 6,000 training images (its
+#: 64 points with flips are the narrow table's, served by the run store).
+LATE_SPACE = {
+    "optimizer.lr": ["1.2e-3", "2.4e-3"],
+    "optimizer.weight_decay": ["0.005", "0.015", "0.04", "0.1"],
+    "model.dropout": ["0.0", "0.1", "0.2", "0.3"],
+    "solver.crop_padding": ["0", "4"],
+    "solver.hflip": ["true", "false"],
+}
 #: name -> (space, overrides of every trial, results file).
 TABLES = {
     "default": (SPACE, FIXED, "search_table.csv"),
@@ -83,6 +106,24 @@ TABLES = {
             "solver.train_fraction=0.15",
         ],
         "search_table_optimizers.csv",
+    ),
+    "narrow": (
+        NARROW_SPACE,
+        [
+            *(f for f in FIXED if not f.startswith("solver.train_fraction")),
+            "solver.train_fraction=0.15",
+            "model.hidden_size=[512,256]",
+        ],
+        "search_table_narrow.csv",
+    ),
+    "late": (
+        LATE_SPACE,
+        [
+            *(f for f in FIXED if not f.startswith("solver.train_fraction")),
+            "solver.train_fraction=0.15",
+            "model.hidden_size=[512,256]",
+        ],
+        "search_table_late.csv",
     ),
 }
 #: Run-to-run noise: these 12 points trained again with another seed.
