@@ -379,6 +379,58 @@ def render_other_table(result: dict) -> list[str]:
     return lines
 
 
+#: The recorded search tables' results files, the default table first.
+SEARCH_TABLES = ("search", "search_optimizers", "search_narrow", "search_late")
+
+
+def search_summary() -> list[str]:
+    """One row per recorded table: its rank agreement after 1 epoch and the median
+    regret of the default search, halving, random search and Optuna TPE + Hyperband."""
+    results = [load(name) for name in SEARCH_TABLES]
+    results = [r for r in results if r and "default" in r.get("methods", {})]
+    if not results:
+        return []
+    searches = ("default", "halving", "random", "optuna tpe+hyperband")
+    lines = [
+        "## Search: every recorded table",
+        "",
+        "Median regret at 10 R / 30 R / 100 R (val accuracy points, 30 seeds); the bar: "
+        "at 30 R and 100 R the default's median regret is at most the better of our "
+        "random search and Optuna TPE + Hyperband plus 0.1 point.",
+        "",
+        "| table | points | Spearman 1 epoch / R | "
+        + " | ".join(searches)
+        + " | default within the bar |",
+        "|---|---:|---:|" + "---|" * (len(searches) + 1),
+    ]
+    for result in results:
+        table = result["table"]
+        label = table.get("name", "default")
+        cells = [
+            " / ".join(
+                f"{result['methods'][s]['regret'][b]['median']:.2f}" for b in ("10R", "30R", "100R")
+            )
+            for s in searches
+        ]
+        spearman = result["rank_agreement_with_R"].get("1")
+        holds = result["default"]["holds"]
+        lines.append(
+            f"| `{label}` | {table['points']} | {spearman:.2f} | "
+            + " | ".join(cells)
+            + f" | {'yes' if holds else '**no**'} |"
+        )
+    default = results[0]["default"]
+    lines += [
+        "",
+        f"`default` is the tune stage's search (`{default['search']}`: {default['proposer']} "
+        f"under {default['scheduler']}, eta {default['options'].get('eta', '-')}, 1 epoch to "
+        "R), whichever pair `TuneConfig` names; `python benchmarks/bench_search.py --table "
+        "FILE` checks it on any other recorded table.",
+        "",
+    ]
+    return lines
+
+
 RENDERERS = {
     "train": render_train,
     "profile": render_profile,
@@ -388,6 +440,7 @@ RENDERERS = {
     "search": render_search,
     "search_optimizers": render_other_table,
     "search_narrow": render_other_table,
+    "search_late": render_other_table,
 }
 
 
@@ -407,6 +460,7 @@ def render() -> Path:
         machine = machine or result["machine"]
         lines += RENDERERS[name](result)
         lines.append(f"<sub>measured {result['machine']['date']}</sub>\n")
+    lines += search_summary()
     if machine:
         env = machine["openblas_env"] or "none set"
         lines += [
