@@ -21,7 +21,6 @@ checkpoints of the trials it eliminated.
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
@@ -273,8 +272,7 @@ class NpdlSweeper(Sweeper):
         images = next((r.get("val_images") for r in reversed(self.rows) if r.get("val_images")), 0)
         if not images:
             return 0.0
-        p = min(max(accuracy, 0.0), 1.0)
-        return math.sqrt(p * (1 - p) / images)
+        return search_package().controller.accuracy_standard_error(images)(accuracy)
 
     def run_requests(self, requests: list[tuple[int, dict, int | None]]) -> list[float | None]:
         """Train each ``(index, point, epochs)`` request: one launcher batch per budget.
