@@ -125,8 +125,10 @@ class Table:
         """A table key as the searches see it (ranked columns by their rank)."""
         point = dict(zip(self.keys, key, strict=True))
         for column, (within, aliases) in self.ranked.items():
-            inverse = {(w, v): label for (w, label), v in aliases.items()}
-            point[column] = inverse[(point[within], point[column])]
+            label = next(
+                rank for (w, rank), v in aliases.items() if (w, v) == (point[within], point[column])
+            )
+            point[column] = label
         return tuple(point[k] for k in self.keys)
 
     def key(self, point: dict) -> tuple:
@@ -231,41 +233,38 @@ class Replayed:
         for point in points:
             if self.spent >= self.budget:
                 raise BudgetSpent
-            key = self.table.key(point)
-            if not self.table.holds(key):
-                row = {
-                    "overrides": dict(point),
-                    "status": "failed",
-                    "val_acc": None,
-                    "val_loss": None,
-                    "epochs": epochs,
-                    "resumed_from": None,
-                    "seconds": 0.0,
-                    "cache_hit": False,
-                    "val_images": self.table.val_images,
-                }
-                self.rows.append(row)
-                rows.append(row)
-                continue
-            cost, resumed_from = self.store.request(key, epochs)
-            self.spent += cost
-            acc, loss = self.table.result(key, epochs)
-            if epochs == self.table.max_epochs:
-                self.trace.append((self.spent, acc))
-            row = {
-                "overrides": dict(point),
-                "status": "ok",
-                "val_acc": acc,
-                "val_loss": loss,
-                "epochs": epochs,
-                "resumed_from": resumed_from,
-                "seconds": self.table.seconds[key] * cost,
-                "cache_hit": cost == 0,
-                "val_images": self.table.val_images,
-            }
+            row = {"overrides": dict(point), "epochs": epochs}
+            row |= self.trained(self.table.key(point), epochs)
+            row["val_images"] = self.table.val_images
             self.rows.append(row)
             rows.append(row)
         return rows
+
+    def trained(self, key: tuple, epochs: int) -> dict:
+        """A row's result fields for ``key`` trained to ``epochs`` (a point the table
+        lacks fails at once, at no cost)."""
+        if not self.table.holds(key):
+            return {
+                "status": "failed",
+                "val_acc": None,
+                "val_loss": None,
+                "resumed_from": None,
+                "seconds": 0.0,
+                "cache_hit": False,
+            }
+        cost, resumed_from = self.store.request(key, epochs)
+        self.spent += cost
+        acc, loss = self.table.result(key, epochs)
+        if epochs == self.table.max_epochs:
+            self.trace.append((self.spent, acc))
+        return {
+            "status": "ok",
+            "val_acc": acc,
+            "val_loss": loss,
+            "resumed_from": resumed_from,
+            "seconds": self.table.seconds[key] * cost,
+            "cache_hit": cost == 0,
+        }
 
 
 class ReplayedSweeper(Replayed, NpdlSweeper):
