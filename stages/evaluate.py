@@ -1,6 +1,7 @@
 """evaluate: score the trained model on the test split -> ``metrics/evaluate.json``
 (accuracy, loss, per-class accuracy; plus ``val_accuracy``, the val split scored the
-same way, to compare with test) and ``metrics/confusion.csv``; or on any
+same way, to compare with test, unless the model was refit on train + val) and
+``metrics/confusion.csv``; or on any
 labelled folder/archive: ``evaluate.source=PATH evaluate.metrics_path=OUT.json``."""
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def run(cfg: PipelineConfig) -> dict:
         prepared = project_path(cfg.paths.data) / "prepared"
         load_manifest(prepared)
         images, labels = load_split(prepared, "test")
-        val = load_split(prepared, "val")
+        if not refit(model):  # a refit model trained on val: no estimate there
+            val = load_split(prepared, "val")
     else:
         if model.image_shape is None:
             raise ValueError(f"{model_path} records no image size: retrain it with this npdl")
@@ -35,6 +37,7 @@ def run(cfg: PipelineConfig) -> dict:
     tta = cfg.evaluate.batch_size, cfg.evaluate.tta_flip, cfg.evaluate.tta_shift
     logits = predict_logits(model, images, *tta)
     metrics = classification_metrics(logits, labels, model.class_names)
+    metrics["model_trained_on"] = "train+val" if refit(model) else "train"
     if val is not None:
         val_logits = predict_logits(model, val[0], *tta)
         on_val = classification_metrics(val_logits, val[1], model.class_names)
@@ -62,6 +65,12 @@ def run(cfg: PipelineConfig) -> dict:
         f"accuracy {metrics['accuracy']:.4f} on {metrics['n']} images, loss {metrics['loss']:.4f}"
     )
     return metrics
+
+
+def refit(model) -> bool:
+    """Whether ``model`` was trained on train + val (``solver.refit``, as its file says)."""
+    solver = (getattr(model, "metadata", None) or {}).get("config", {}).get("solver", {})
+    return bool(solver.get("refit", False))
 
 
 main = stage_main(run)

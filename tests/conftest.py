@@ -287,7 +287,7 @@ SMALL_PROJECT = [
     ("conf/solver/default.yaml", "epochs: 140", "epochs: 2"),
     ("conf/solver/default.yaml", "batch_size: 256", "batch_size: 64"),
     ("conf/model/mlp.yaml", "hidden_size: [2048, 1024, 512]", "hidden_size: [64]"),
-    ("conf/model/mlp.yaml", "input_pca: 800", "input_pca: 100"),
+    ("conf/model/mlp.yaml", "input_pca: 400", "input_pca: 100"),
     ("conf/tune/base.yaml", "n_trials: 12", "n_trials: 3"),
     ("conf/tune/base.yaml", "epochs: 8", "epochs: 2"),
     ("conf/tune/base.yaml", "min_epochs: 2", "min_epochs: 1"),

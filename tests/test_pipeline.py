@@ -196,7 +196,12 @@ def locked_outputs(repo):
 def test_forced_repro_on_one_thread_is_reproducible_to_the_byte(project):
     """The whole pipeline again from an empty run store, on one core and one BLAS thread
     where the fixture had two: the same whitening and principal components (the tiny
-    project trains on its top 100), the same search, the same model, to the byte."""
+    project trains on its top 100), the same search, the same model, to the byte.
+    Where this machine's BLAS sums products differently on one and two threads (so the
+    thread count is part of a run's identity), on two threads again."""
+    from npdl.threads import products_depend_on_threads
+
+    variant = products_depend_on_threads(2)
     repo, _ = project
     before = read_json(repo / "metrics/train.json"), read_json(repo / "metrics/evaluate.json")
     model = digest(repo / "models/model.npz")
@@ -205,9 +210,11 @@ def test_forced_repro_on_one_thread_is_reproducible_to_the_byte(project):
     assert yaml.safe_load((repo / "params.yaml").read_text())["model"]["input_pca"] == 100
     # Empty the run store so that the forced run really trains again.
     shutil.rmtree(project_store(repo))
-    sh([*ONE_THREAD, "dvc", "repro", "--force"], repo)
+    sh([*([] if variant else ONE_THREAD), "dvc", "repro", "--force"], repo)
     after = read_json(repo / "metrics/train.json"), read_json(repo / "metrics/evaluate.json")
-    assert before[0]["threads"] > 1 and after[0]["threads"] == 1
+    assert before[0]["threads"] > 1 and after[0]["threads"] == (
+        before[0]["threads"] if variant else 1
+    )
     # Wall time and thread count are the figures that cannot repeat.
     for metrics in (before[0], after[0]):
         metrics.pop("seconds"), metrics.pop("threads")
@@ -220,6 +227,13 @@ def test_forced_repro_on_one_thread_is_reproducible_to_the_byte(project):
 
 @pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset (util-linux)")
 def test_a_search_without_the_projection_is_the_same_on_one_and_two_threads(project, tmp_path):
+    from npdl.threads import products_depend_on_threads
+
+    if products_depend_on_threads(2):
+        pytest.skip(
+            "this BLAS sums float32 products differently on one and two threads: the "
+            "thread count is part of a run's identity here (tests/test_run.py)"
+        )
     repo, _ = project
     runs = {}
     for name, prefix in (("two", []), ("one", ONE_THREAD)):

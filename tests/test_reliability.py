@@ -124,6 +124,7 @@ def train_command(data: Path, cache: Path, run: Path, epochs: int) -> list[str]:
         "model.input_pca=null",  # principal components come with zca
         "model.hidden_size=[256]",
         f"solver.epochs={epochs}",
+        "solver.checkpoint_seconds=0",  # every epoch: the kill lands between two
     ]
 
 

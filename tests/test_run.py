@@ -185,10 +185,12 @@ def test_a_finished_run_is_freed_by_reference_counting(zca_data, tmp_path, with_
 @pytest.mark.parametrize("input_pca", [None, 200])
 def test_training_is_the_same_to_the_bit_on_one_and_two_threads(input_pca):
     """The number of BLAS and update threads (cores // parallel trials) changes no
-    number: the store does not key on it. Shapes large enough for OpenBLAS to split the
-    products between threads."""
-    from npdl.run.training import RunData
-    from npdl.threads import get_num_threads, set_num_threads
+    number where the BLAS sums products alike on any thread count: there the store does
+    not key on it. Where it does not (OpenBLAS's Haswell kernels on AMD), the thread
+    count is part of the run's identity, and each count repeats itself to the bit.
+    Shapes large enough for OpenBLAS to split the products between threads."""
+    from npdl.run.training import RunData, lineage_of
+    from npdl.threads import get_num_threads, products_depend_on_threads, set_num_threads
 
     rng = np.random.default_rng(0)
     images = rng.standard_normal((600, 32, 32, 3)).astype(np.float16)
@@ -207,13 +209,91 @@ def test_training_is_the_same_to_the_bit_on_one_and_two_threads(input_pca):
     cfg.model.hidden_size, cfg.model.input_pca = [512, 256], input_pca
     cfg.solver.epochs, cfg.solver.batch_size = 2, 250
     before = get_num_threads()
-    weights = []
+    weights, lineages = {}, {}
     try:
-        for threads in (1, 2):
+        for threads in (1, 2, 2):
             set_num_threads(threads)
             outcome = run_training(validate_config(cfg), data, keep_model=True)
             params = outcome.model.params
-            weights.append({name: params[name].tobytes() for name in sorted(params)})
+            trained = {name: params[name].tobytes() for name in sorted(params)}
+            assert weights.setdefault(threads, trained) == trained  # repeats itself
+            lineages[threads] = lineage_of(cfg, data.data_hash)
     finally:
         set_num_threads(before)
-    assert weights[0] == weights[1]
+    if products_depend_on_threads(2):
+        assert lineages[1] != lineages[2]
+    else:
+        assert weights[1] == weights[2] and lineages[1] == lineages[2]
+
+
+def test_a_run_killed_between_two_timed_checkpoints_resumes_from_the_newer_one(
+    zca_data, tmp_path, monkeypatch
+):
+    """Checkpoints every 60 s (a fake clock: each epoch takes 30 s) are written at epochs
+    2 and 4 (not at 6, which ends the schedule: nothing resumes from there); a crash in
+    epoch 5 resumes from epoch 4 and ends with the uninterrupted run's numbers, to the
+    bit. A budget short of the schedule's end (a search's rung) is checkpointed at its
+    end."""
+    import npdl.run.checkpoints as checkpoints
+
+    now = [0.0]
+    monkeypatch.setattr(checkpoints, "clock", lambda: now[0])
+
+    class Crash(Exception):
+        pass
+
+    def ticking(crash_at=None):
+        def tick(solver, stats):
+            now[0] = 30.0 * solver.epoch
+            if solver.epoch == crash_at:
+                raise Crash
+            return False
+
+        return tick
+
+    class CountingStore(RunStore):
+        def store_checkpoint(self, lineage, state):
+            self.written.append(int(state["position"][0]))
+            return super().store_checkpoint(lineage, state)
+
+    cfg = small_config()
+    cfg.solver.epochs, cfg.solver.checkpoint_seconds = 6, 60.0
+    cfg.solver.ema, cfg.model.dropout = 0.9, 0.1  # every state a resume must restore
+    data = load_run_data(zca_data)
+    runs = {}
+    for name in ("whole", "killed"):
+        store = CountingStore(tmp_path / name)
+        store.written = []
+        now[0] = 0.0
+        if name == "killed":
+            with pytest.raises(Crash):
+                run_training(cfg, data, store, callbacks=[ticking(5)], fail_fast=True)
+            assert store.written == [2, 4]
+            store.written = []
+        outcome = run_training(cfg, data, store, callbacks=[ticking()], keep_model=True)
+        runs[name] = outcome, store.written
+    whole, killed = runs["whole"][0], runs["killed"][0]
+    assert runs["whole"][1] == [2, 4] and runs["killed"][1] == []
+    assert killed.result.resumed_from == 4 and whole.result.resumed_from is None
+    for name, value in whole.model.state_dict().items():
+        assert killed.model.state_dict()[name].tobytes() == value.tobytes(), name
+    drop = ("seconds",)
+    assert [{k: v for k, v in row.items() if k not in drop} for row in killed.history] == [
+        {k: v for k, v in row.items() if k not in drop} for row in whole.history
+    ]
+    # A rung: 3 of a 6-epoch schedule, checkpointed at its end though 3 < 60 s passed.
+    rung = replace(cfg, solver=replace(cfg.solver, epochs=3, schedule_epochs=6, seed=1))
+    store = CountingStore(tmp_path / "rung")
+    store.written, now[0] = [], 0.0
+    run_training(rung, data, store, callbacks=[ticking()])
+    assert store.written == [2, 3]
+
+
+def test_when_to_checkpoint_is_not_part_of_a_run_identity():
+    from npdl.run.training import lineage_of
+
+    cfg = small_config()
+    often = replace(cfg, solver=replace(cfg.solver, checkpoint_seconds=0.0))
+    assert lineage_of(cfg, "data") == lineage_of(often, "data")
+    averaged = replace(cfg, solver=replace(cfg.solver, ema=0.99))
+    assert lineage_of(cfg, "data") != lineage_of(averaged, "data")

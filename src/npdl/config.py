@@ -156,7 +156,7 @@ class ModelConfig:
     reg: float = 0.0
     #: Feed the network the whitened input's top K principal components (a fixed first
     #: layer, npdl.layers.Projection) instead of all D = 3072 values; zca only.
-    input_pca: Optional[int] = 800
+    input_pca: Optional[int] = 400
 
     constraints: ClassVar[Constraints] = {
         "activation": OneOf(ACTIVATIONS, sort=True, ignore_case=True),
@@ -247,7 +247,15 @@ OPTIMIZER_CONFIGS: dict[str, type[OptimizerConfig]] = {
 
 @dataclass
 class SolverConfig:
-    """Training loop: budget, schedule, early stopping, augmentation."""
+    """Training loop: budget, schedule, early stopping, augmentation.
+
+    ``ema`` keeps a moving average of the weights (decay per step; null: none), which
+    is what is validated and kept. ``refit`` makes the train stage's single run train
+    on train + val and keep its last epoch (no val selection; a sweep's jobs never
+    refit). ``checkpoint_seconds`` is the least time between two checkpoints of a run
+    (0: every epoch); the run's last epoch is always checkpointed. It does not change
+    what is trained, so it is not part of a run's identity.
+    """
 
     epochs: int = 140
     batch_size: int = 256
@@ -260,10 +268,13 @@ class SolverConfig:
     gamma: float = 0.1
     min_lr: float = 0.0
     schedule_epochs: Optional[int] = None
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.1
+    ema: Optional[float] = 0.999
+    refit: bool = True
     train_fraction: float = 1.0
     hflip: bool = True
     crop_padding: int = 4
+    checkpoint_seconds: float = 300.0
     seed: int = 0
 
     constraints: ClassVar[Constraints] = {
@@ -278,6 +289,11 @@ class SolverConfig:
         "min_lr": Interval(0, None, closed="left"),
         "schedule_epochs": Nullable(Positive(), expected="a positive number of epochs or null"),
         "label_smoothing": Interval(0, 1, closed="left"),
+        "ema": Nullable(
+            Interval(0, 1, closed="neither", what="a decay per step"),
+            expected="a decay per step in (0, 1), e.g. 0.999, or null (no averaging)",
+        ),
+        "checkpoint_seconds": Interval(0, None, closed="left", what="seconds"),
         "train_fraction": Interval(0, 1, closed="right", what="a fraction"),
         "crop_padding": Interval(0, None, closed="left"),
     }

@@ -5,7 +5,8 @@ The contract, written once here and followed by every layer:
 - ``layer.params``: dict name -> learnable array (updated in place by optimizers);
 - ``layer.grads``: dict with exactly the same keys and shapes, filled by ``backward``;
 - ``layer.buffers``: dict of non-learnable state saved with the model (e.g. running
-  statistics of :class:`BatchNorm`);
+  statistics of :class:`BatchNorm`); the names of those that training never changes
+  may be listed in ``layer.fixed_buffers`` (weight averaging leaves them out);
 - ``out = layer.forward(x, training)`` caches what the backward pass needs;
 - ``dx = layer.backward(dout)`` fills ``grads`` and returns the gradient w.r.t. ``x``
   (``None`` when the layer was built with ``input_grad=False``, which saves the
@@ -300,6 +301,7 @@ class Projection(Layer):
         if matrix.ndim != 2:
             raise ValueError(f"Projection needs a (D, K) matrix, got shape {matrix.shape}")
         self.buffers = {"P": matrix}
+        self.fixed_buffers = ("P",)  # never changed by training
         self.input_grad = input_grad
         self._out = {}  # per mode: an evaluation between a training forward and its
         # backward leaves the output the next layer cached alone

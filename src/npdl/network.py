@@ -143,8 +143,8 @@ class ClassificationNet:
     reg : dict of str -> float
         ``reg * sum(W**2)`` per weight matrix of the last forward pass.
     num_operation : int
-        Multiply-adds of the affine layers (and the input projection) in the last forward pass (``N`` times the
-        weights' sizes), which the course's ``Solver`` adds up.
+        Multiply-adds of the affine layers (and the projection) in the last forward
+        pass (``N`` times the weights' sizes), which the course's ``Solver`` adds up.
 
     Calling the model, ``model(X)``, is ``model.forward(X)``.
     """
@@ -189,7 +189,6 @@ class ClassificationNet:
         self.model_name = model_name
         self._projection = self._projection_matrix(input_projection)
         self.training = True
-        #: Per weight matrix, ``reg * sum(W**2)`` of the last forward pass (course API).
         self.reg: dict[str, float] = {}
         self.num_operation = 0
         # Filled by the pipeline and saved with the model.
@@ -232,6 +231,7 @@ class ClassificationNet:
         self.layers: list[Layer] = []
         self._param_index: dict[str, tuple[Layer, str]] = {}
         self._buffer_index: dict[str, tuple[Layer, str]] = {}
+        self.fixed_buffers: set[str] = set()  # never changed by training: P0
         fan_in = self.input_size
         pieces = self.activation.pieces
         self._weights_per_sample = 0
@@ -273,6 +273,7 @@ class ClassificationNet:
             self._param_index[f"{key}{position}"] = (layer, key)
         for key in layer.buffers:
             self._buffer_index[f"{key}{position}"] = (layer, key)
+        self.fixed_buffers |= {f"{k}{position}" for k in getattr(layer, "fixed_buffers", ())}
 
     @property
     def params(self) -> _LayerArrays:
@@ -333,10 +334,8 @@ class ClassificationNet:
         return self.forward(X)
 
     def backward(self, dy):
-        """Back-propagate ``dy`` (N, num_classes), the loss gradient w.r.t. the logits.
-
-        Fills and returns ``model.grads`` (with the ``2 * reg * W`` term).
-        """
+        """Back-propagate ``dy`` (N, num_classes), the loss gradient w.r.t. the logits;
+        fills and returns ``model.grads`` (with the ``2 * reg * W`` term)."""
         grad = np.asarray(dy, dtype=self.dtype)
         for layer in reversed(self.layers):
             grad = layer.backward(grad)

@@ -59,13 +59,19 @@ def learning_curves(history: Sequence[Mapping[str, Any]], path: str | os.PathLik
     figure, (loss, accuracy) = plt.subplots(1, 2, figsize=(10, 3.8))
     for axes, metric, title in ((loss, "loss", "Loss"), (accuracy, "acc", "Accuracy")):
         for split, style in (("train", "-"), ("val", "--")):
-            values = [float(row[f"{split}_{metric}"]) for row in history]
-            axes.plot(epochs, values, style, label=split)
+            values = [_value(row[f"{split}_{metric}"]) for row in history]
+            if not all(np.isnan(values)):  # a refit has no val curve
+                axes.plot(epochs, values, style, label=split)
         axes.set_xlabel("epoch")
         axes.set_title(title)
         axes.grid(alpha=0.3)
         axes.legend()
     _save(figure, path)
+
+
+def _value(cell) -> float:
+    """A history cell as a float: NaN for a missing value (None or empty)."""
+    return float("nan") if cell is None or cell == "" else float(cell)
 
 
 def confusion_matrix(

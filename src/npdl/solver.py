@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from .averaging import ExponentialMovingAverage
 from .losses import CrossEntropyFromLogits, Loss
 from .optimizers import OPTIMIZERS, Adam, Optimizer
 from .schedules import LearningRateSchedule
@@ -27,6 +28,8 @@ class Solver:
     ----------
     model : ClassificationNet (or any object with forward/backward/params/grads)
     train_dataloader, val_dataloader : iterables of {'image': (N, ...), 'label': (N,)}
+        ``val_dataloader`` may be None: nothing is validated (the val columns of the
+        history are NaN), no epoch is selected and the last epoch's weights are kept.
     loss_func : Loss or Loss class
         A class (e.g. ``CrossEntropyFromLogits``) is instantiated, so a search space
         may list classes as the course's does.
@@ -53,6 +56,12 @@ class Solver:
     callbacks : iterable of callables ``f(solver, stats) -> bool``
         Called after every epoch with that epoch's stats dict; a truthy return value
         stops training (status ``stopped``).
+    ema : float, optional
+        Keep an exponential moving average of the weights with this decay per step
+        (:class:`~npdl.averaging.ExponentialMovingAverage`, e.g. 0.999). Validation
+        and the best epoch's weights are then the average's, and after ``train`` the
+        model holds the averaged weights (the best epoch's, with ``restore_best``);
+        a further ``train`` call continues from the raw weights where it stopped.
     **kwargs
         Ignored, so one search config can feed both model and Solver (course API).
 
@@ -88,6 +97,7 @@ class Solver:
         monitor: str = "val_loss",
         restore_best: bool = True,
         callbacks: Iterable[Callable] = (),
+        ema: float | None = None,
         **kwargs,
     ):
         if isinstance(optimizer, str):
@@ -123,6 +133,8 @@ class Solver:
         self.monitor = monitor
         self.restore_best = restore_best
         self.callbacks = list(callbacks)
+        self.averaging = ExponentialMovingAverage(model, ema) if ema else None
+        self._raw_weights: dict | None = None  # the model's own, while it holds the average
         self._reset()
 
     def _reset(self) -> None:
@@ -169,6 +181,8 @@ class Solver:
             model.backward(dlogits)
             self.num_operation += 2 * getattr(model, "num_operation", 0)
             self.opt.step()
+            if self.averaging is not None:
+                self.averaging.update()
             self.global_step += 1
             self.train_batch_loss.append(loss)
             total_loss += loss * len(labels)
@@ -218,6 +232,11 @@ class Solver:
             ``stopped`` (a callback asked) or ``diverged`` (loss became NaN/inf; the
             best weights so far are restored and training does not go on).
         """
+        if patience is not None and self.val_dataloader is None:
+            raise ValueError("patience needs a val_dataloader to watch; got None")
+        if self._raw_weights is not None:  # the model holds the average: go on from its own
+            self.model.load_state_dict(self._raw_weights)
+            self._raw_weights = None
         schedule = self._schedule(self.epoch + epochs)
         self.status = "completed"
         if patience is not None and self.current_patience >= patience:
@@ -234,7 +253,7 @@ class Solver:
                 self.status = "diverged"
                 self._log(f"(Epoch {self.epoch + 1}) loss is not finite: training diverged")
                 break
-            val_loss, val_acc = self.evaluate(self.val_dataloader)
+            val_loss, val_acc = self._validate()
             self.epoch += 1
             self.train_loss_history.append(train_loss)
             self.train_acc_history.append(train_acc)
@@ -242,11 +261,13 @@ class Solver:
             self.val_acc_history.append(val_acc)
             self.lr_history.append(lr)
             self.epoch_seconds.append(time.perf_counter() - start)
-            improved = self._update_best(val_loss, val_acc, train_loss)
+            validated = self.val_dataloader is not None
+            improved = validated and self._update_best(val_loss, val_acc, train_loss)
             if self.verbose and (self.epoch % self.print_every == 0 or self.epoch == 1):
                 self._log(
                     f"(Epoch {self.epoch}) train loss: {train_loss:.5f} acc: {train_acc:.4f}; "
-                    f"val loss: {val_loss:.5f} acc: {val_acc:.4f}; lr {lr:.2e}"
+                    + (f"val loss: {val_loss:.5f} acc: {val_acc:.4f}; " if validated else "")
+                    + f"lr {lr:.2e}"
                     + (" *" if improved else "")
                 )
             stats = self.history[-1]
@@ -257,9 +278,32 @@ class Solver:
                 self.status = "early_stopped"
                 self._log(f"Stopping early: no improvement of {self.monitor} for {patience} epochs")
                 break
-        if self.restore_best and self.best_params is not None:
-            self.model.load_state_dict(self.best_params)
+        self._hand_over()
         return self.status
+
+    def _validate(self) -> tuple[float, float]:
+        """Val loss and accuracy of the weights that would be kept (the average's, with
+        ``ema``); NaN without a val loader."""
+        if self.val_dataloader is None:
+            return math.nan, math.nan
+        if self.averaging is None:
+            return self.evaluate(self.val_dataloader)
+        with self.averaging.swapped_in():
+            return self.evaluate(self.val_dataloader)
+
+    def _kept_weights(self) -> dict[str, np.ndarray]:
+        """A copy of the weights an epoch would be kept with: averaged, or the model's."""
+        return self.model.state_dict() if self.averaging is None else self.averaging.weights()
+
+    def _hand_over(self) -> None:
+        """End of ``train``: the model takes the best epoch's weights (``restore_best``)
+        or, with weight averaging, the average; its own are kept to go on from."""
+        best = self.best_params if self.restore_best else None
+        if best is None and self.averaging is None:
+            return
+        if self.averaging is not None:
+            self._raw_weights = self.model.state_dict()
+        self.model.load_state_dict(best if best is not None else self.averaging.weights())
 
     def _update_best(self, val_loss: float, val_acc: float, train_loss: float) -> bool:
         value = val_loss if self.monitor == "val_loss" else val_acc
@@ -271,7 +315,7 @@ class Solver:
                 "train_loss": train_loss,
                 "epoch": self.epoch,
             }
-            self.best_params = self.model.state_dict()
+            self.best_params = self._kept_weights()
             self.best_epoch = self.epoch
             self.current_patience = 0
             return True
@@ -301,14 +345,22 @@ class Solver:
     # -- checkpoints ------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything needed to resume: weights, optimizer state, position, histories,
-        best weights. A flat dict of arrays (for :func:`npdl.io.save_npz`)."""
-        state = {f"model/{k}": v for k, v in self.model.state_dict().items()}
+        best weights. A flat dict of arrays (for :func:`npdl.io.save_npz`). Buffers that
+        training never changes (``model.fixed_buffers``: the input projection) are left
+        out; the model a checkpoint is loaded into has them."""
+        fixed = getattr(self.model, "fixed_buffers", ())
+        weights = self._raw_weights or self.model.state_dict()
+        state = {f"model/{k}": v for k, v in weights.items() if k not in fixed}
         state.update({f"optimizer/{k}": v for k, v in self.opt.state_dict().items()})
+        if self.averaging is not None:
+            state.update({f"ema/{k}": v for k, v in self.averaging.state_dict().items()})
         if self.best_params is not None:
             # The best epoch is usually the current one: then its weights are the
-            # model's, and storing them twice would double the checkpoint.
+            # model's (or the average's), and storing them twice would double the
+            # checkpoint.
             if self.best_epoch != self.epoch:
-                state.update({f"best/{k}": v for k, v in self.best_params.items()})
+                best = self.best_params.items()
+                state.update({f"best/{k}": v for k, v in best if k not in fixed})
             state["best_stats"] = np.array(
                 [self.best_model_stats[k] for k in ("val_loss", "val_acc", "train_loss", "epoch")]
             )
@@ -329,15 +381,25 @@ class Solver:
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Resume from :meth:`state_dict`."""
 
+        own = self.model.state_dict()
+        fixed = {k: own[k] for k in getattr(self.model, "fixed_buffers", ())}
+
         def section(prefix: str) -> dict[str, np.ndarray]:
             return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
+        def weights(prefix: str) -> dict[str, np.ndarray]:
+            found = section(prefix)
+            return {**fixed, **found} if found else {}
+
         self._reset()
-        self.model.load_state_dict(section("model/"))
+        self._raw_weights = None
+        self.model.load_state_dict(weights("model/"))
         self.opt.load_state_dict(section("optimizer/"))
-        best = section("best/")
+        if self.averaging is not None:
+            self.averaging.load_state_dict(section("ema/"))
+        best = weights("best/")
         if "best_stats" in state:
-            self.best_params = best or section("model/")
+            self.best_params = best or self._kept_weights()
             val_loss, val_acc, train_loss, epoch = state["best_stats"].tolist()
             self.best_model_stats = {
                 "val_loss": val_loss,

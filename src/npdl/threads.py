@@ -13,6 +13,7 @@ threadpoolctl) and the update pool together. Parallel trials set it to
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +51,39 @@ def get_num_threads() -> int:
         blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
         _num_threads = max(1, min([available_cores(), *blas]))
     return _num_threads
+
+
+#: Float32 product shapes (M, K, N) of a training step, at which
+#: :func:`products_depend_on_threads` compares thread counts.
+_PROBE_SHAPES = ((250, 256, 10), (250, 512, 256), (512, 250, 256), (256, 250, 10))
+
+
+@functools.cache
+def products_depend_on_threads(threads: int) -> bool:
+    """Whether this BLAS's float32 matrix products change in their last bits between one
+    thread and ``threads``.
+
+    Some do (OpenBLAS 0.3.31's Haswell kernels on AMD EPYC sum in another order when
+    they split a product between threads), others do not (its SkylakeX kernels). Where
+    they do, a training's numbers depend on the thread count, and a run's identity has
+    to include it (:func:`npdl.run.training.lineage_identity`). Measured once per
+    process and thread count, on a few products of training-step shapes (about 0.1 s).
+    """
+    if threads <= 1:
+        return False
+    rng = np.random.default_rng(0)
+    pairs = [
+        (
+            rng.standard_normal((m, k), dtype=np.float32),
+            rng.standard_normal((k, n), dtype=np.float32),
+        )
+        for m, k, n in _PROBE_SHAPES
+    ]
+    results = []
+    for count in (1, threads):
+        with threadpool_limits(count, user_api="blas"):
+            results.append([a @ b for a, b in pairs])
+    return any(one.tobytes() != many.tobytes() for one, many in zip(*results, strict=True))
 
 
 def set_num_threads(threads: int) -> None:

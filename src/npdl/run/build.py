@@ -103,12 +103,13 @@ def build_solver(
         schedule_epochs=solver.schedule_epochs or solver.epochs,
         monitor=solver.monitor,
         callbacks=callbacks,
+        ema=solver.ema,
     )
 
 
 def make_loaders(
     train: tuple[np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray] | None,
     classes: list[str],
     preprocessing: dict[str, np.ndarray],
     solver: SolverConfig,
@@ -116,7 +117,8 @@ def make_loaders(
     shuffle_rng: np.random.Generator,
     whitened: bool = False,
 ) -> tuple[DataLoader, DataLoader]:
-    """Shuffled, augmented training loader and a plain validation loader.
+    """Shuffled, augmented training loader and a plain validation loader (None
+    without ``val``: a refit validates nothing).
 
     ``train`` and ``val`` are (images (N, H, W, 3), int64 labels (N,)); the images are
     uint8, or whitened float16 when ``whitened``.
@@ -130,13 +132,15 @@ def make_loaders(
             preprocessing, augment_rng, solver.hflip, solver.crop_padding, image_size, whitened
         ),
     )
+    train_loader = DataLoader(
+        train_set, batch_size=solver.batch_size, shuffle=True, rng=shuffle_rng
+    )
+    if val is None:
+        return train_loader, None
     val_set = ImageFolderDataset.from_arrays(
         val[0], val[1], classes, transform=prepared_transform(preprocessing, whitened)
     )
-    return (
-        DataLoader(train_set, batch_size=solver.batch_size, shuffle=True, rng=shuffle_rng),
-        DataLoader(val_set, batch_size=max(solver.batch_size, 1000)),
-    )
+    return train_loader, DataLoader(val_set, batch_size=max(solver.batch_size, 1000))
 
 
 @dataclass
@@ -176,7 +180,7 @@ def training_state(solver: Solver, generators: dict[str, np.random.Generator]) -
 def build_training(
     cfg: PipelineConfig,
     train: tuple[np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray] | None,
     classes: list[str],
     preprocessing: dict[str, np.ndarray],
     callbacks: Iterable[Callable] = (),
@@ -186,8 +190,8 @@ def build_training(
 ) -> TrainingRun:
     """Model, loaders and solver as configured, all seeded from ``cfg.solver.seed``.
 
-    ``train`` and ``val`` are (images (N, H, W, 3), int64 labels (N,)): uint8, or
-    whitened float16 when ``whitened`` (see :mod:`npdl.data.normalization`);
+    ``train`` and ``val`` (or None: no validation) are (images (N, H, W, 3), int64
+    labels (N,)): uint8, or whitened float16 when ``whitened`` (see :mod:`npdl.data.normalization`);
     ``pca_components`` (D, D) for ``model.input_pca`` (:func:`build_model`).
     """
     init_rng, augment_rng, shuffle_rng = np.random.default_rng(cfg.solver.seed).spawn(3)

@@ -26,10 +26,11 @@ from ..data.normalization import read_normalization
 from ..data.prepared import load_manifest, load_split
 from ..io import link_or_copy
 from ..network import ClassificationNet
-from ..threads import get_num_threads
+from ..threads import get_num_threads, products_depend_on_threads
 from ..trial import TrialResult
 from ..version import __version__
-from .build import build_training, training_config, training_metadata, training_state
+from .build import build_training, training_config, training_metadata
+from .checkpoints import checkpointer, resume
 from .store import RunStore, stable_hash
 
 log = logging.getLogger("npdl.run")
@@ -72,7 +73,8 @@ class RunData:
     Attributes
     ----------
     train, val : (images (N, H, W, 3), int64 labels (N,))
-        The images are uint8, or ZCA-whitened float16 when ``whitened``.
+        The images are uint8, or ZCA-whitened float16 when ``whitened``. ``val`` is
+        None for a refit (:meth:`with_val_in_train`).
     classes : list of str
     preprocessing : dict of str to numpy.ndarray
         float32 ``mean`` and ``std`` (3,), plus ``zca_mean`` (D,) and ``zca_matrix``
@@ -89,7 +91,7 @@ class RunData:
     """
 
     train: tuple[np.ndarray, np.ndarray]
-    val: tuple[np.ndarray, np.ndarray]
+    val: tuple[np.ndarray, np.ndarray] | None
     classes: list[str]
     preprocessing: dict[str, np.ndarray]
     data_hash: str
@@ -97,9 +99,26 @@ class RunData:
     whitened: bool = False
     pca_components: np.ndarray | None = None
 
+    def with_val_in_train(self) -> RunData:
+        """The data of a refit: the val split appended to the train split, nothing to
+        validate on (scikit-learn's ``refit``). The test split is never part of it."""
+        if self.val is None:
+            raise ValueError("the val split is already part of the training data")
+        images = np.concatenate([self.train[0], self.val[0]])
+        labels = np.concatenate([self.train[1], self.val[1]])
+        return replace(
+            self,
+            train=(images, labels),
+            val=None,
+            data_hash=stable_hash([self.data_hash, "train+val"]),
+        )
+
 
 def load_run_data(
-    data_folder: str | Path, train_fraction: float = 1.0, normalization: str | None = None
+    data_folder: str | Path,
+    train_fraction: float = 1.0,
+    normalization: str | None = None,
+    with_val: bool = False,
 ) -> RunData:
     """Prepared train/val splits and normalisation from the pipeline's data folder.
 
@@ -113,6 +132,9 @@ def load_run_data(
     normalization : str, optional
         The method the configuration asks for; a different one on disk is an error
         (the normalize stage has to run again first).
+    with_val : bool
+        Append the val split to the training data (a refit; see
+        :meth:`RunData.with_val_in_train`).
     """
     if not 0 < train_fraction <= 1:
         raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction!r}")
@@ -134,7 +156,7 @@ def load_run_data(
     # The prepared train split is in round-robin class order: a prefix is balanced.
     keep = max(len(manifest["classes"]), round(len(train_labels) * train_fraction))
     has_components = fitted.whitened and (fitted.folder / "pca_components.npy").is_file()
-    return RunData(
+    data = RunData(
         train=(train_images[:keep], train_labels[:keep]),
         val=(val_images, val_labels),
         classes=manifest["classes"],
@@ -144,16 +166,24 @@ def load_run_data(
         whitened=fitted.whitened,
         pca_components=fitted.pca_components() if has_components else None,
     )
+    return data.with_val_in_train() if with_val else data
 
 
 def lineage_identity(cfg: PipelineConfig, data_hash: str) -> dict:
     """What identifies a run's training without its epoch budget (see ``store``): the
-    training configuration, the data and the library's code."""
+    training configuration, the data and the library's code; and the thread count,
+    where this machine's BLAS sums products differently on different thread counts
+    (:func:`~npdl.threads.products_depend_on_threads`)."""
     settings = training_config(cfg)
     solver = settings["solver"]
     solver["schedule_epochs"] = solver["schedule_epochs"] or solver["epochs"]
     del solver["epochs"]
-    return {"training": settings, "data": data_hash, "npdl": __version__, "code": code_hash()}
+    del solver["checkpoint_seconds"]  # when to checkpoint does not change the weights
+    identity = {"training": settings, "data": data_hash, "npdl": __version__, "code": code_hash()}
+    threads = get_num_threads()
+    if products_depend_on_threads(threads):
+        identity["threads"] = threads
+    return identity
 
 
 def lineage_of(cfg: PipelineConfig, data_hash: str) -> str:
@@ -310,7 +340,7 @@ def _train_or_take(
             whitened=data.whitened,
             pca_components=data.pca_components,
         )
-        resumed_from = _resume(run, store, lineage, epochs)
+        resumed_from = resume(run, store, lineage, epochs)
         _train_to_budget(run, cfg, store, lineage)
     except Exception as error:
         if options.fail_fast:
@@ -318,9 +348,8 @@ def _train_or_take(
         failed = _measured(run, lineage, epochs, start, resumed_from, "failed", error)
         return _record_failure(cfg, store, failed)
     status = "diverged" if run.solver.status == "diverged" else "ok"
-    measured = _measured(
-        run, lineage, epochs, start, resumed_from, status, val_images=len(data.val[1])
-    )
+    val_images = None if data.val is None else len(data.val[1])
+    measured = _measured(run, lineage, epochs, start, resumed_from, status, val_images=val_images)
     return _store_result(cfg, data, store, run, measured, options)
 
 
@@ -349,7 +378,13 @@ def _train_to_budget(run, cfg: PipelineConfig, store: RunStore | None, lineage: 
     there, or finished early, gets its best weights back."""
     remaining = cfg.solver.epochs - run.solver.epoch
     if store is not None:
-        run.solver.callbacks.append(_checkpointer(run.generators, store, lineage))
+        solver = cfg.solver
+        horizon = solver.schedule_epochs or solver.epochs
+        run.solver.callbacks.append(
+            checkpointer(
+                run.generators, store, lineage, solver.checkpoint_seconds, solver.epochs, horizon
+            )
+        )
     if remaining > 0 and run.solver.status not in FINAL_STATUSES:
         # Restored best weights are only wanted at the very end of a lineage step.
         run.solver.train(epochs=remaining, patience=cfg.solver.patience)
@@ -416,35 +451,6 @@ def _store_record(result: TrialResult, **extras) -> dict:
     record = result.to_json()
     del record["cache_hit"]
     return {**record, **extras}
-
-
-def _resume(run, store: RunStore | None, lineage: str, epochs: int) -> int | None:
-    """Load the lineage's checkpoint if it is a prefix of this run."""
-    if store is None:
-        return None
-    state = store.load_checkpoint(lineage)
-    if state is None:
-        return None
-    checkpoint_epoch = int(state["position"][0])
-    if checkpoint_epoch > epochs:
-        return None  # a longer run of the lineage: start afresh, leave it alone
-    run.load_state(state)
-    store.log("resume", lineage, epochs, from_epoch=checkpoint_epoch)
-    log.info("run %s resumes from epoch %d of %d", lineage, checkpoint_epoch, epochs)
-    return checkpoint_epoch
-
-
-def _checkpointer(generators: dict, store: RunStore, lineage: str) -> Callable:
-    """A Solver callback writing the lineage's checkpoint at the end of each epoch (before
-    the best weights are restored). It is handed the solver and holds only the run's
-    generators: holding the run would make a cycle (run -> solver -> callback -> run)
-    that only a garbage collection frees, keeping a finished run's memory alive."""
-
-    def save(solver, stats) -> bool:
-        store.store_checkpoint(lineage, training_state(solver, generators))
-        return False
-
-    return save
 
 
 def _measured(
