@@ -23,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS = {
     "data": "bench_data.py",
     "train": "bench_train.py",
+    "step_cost": "bench_step_cost.py",
     "profile": "profile_step.py",
     "pipeline": "bench_pipeline.py",
     "parallel": "bench_parallel.py",
@@ -141,6 +142,41 @@ def render_train(result: dict) -> list[str]:
             f"{spread(entry['products_share_of_peak'], '{:.0%}')} | "
             f"{spread(entry['products_and_optimizer_ms'], '{:.1f}')} | "
             f"{spread(entry['share_of_products_and_optimizer'], '{:.0%}')} |"
+        )
+    return [*lines, ""]
+
+
+def render_step_cost(result: dict) -> list[str]:
+    entries = result["contenders"]
+    reference = result["reference"]
+    first = next(iter(entries.values()))
+    lines = [
+        "## Step cost: input projection and batch size",
+        "",
+        f"`bench_step_cost.py`: the pipeline's default net and training "
+        f"({'-'.join(str(h) for h in result['hidden_size'])} ReLU + BN + dropout 0.2, AdamW, "
+        "flips and pad-4 crops), built by `build_training` as the train stage builds it, "
+        "with `model.input_pca` (K, the fixed projection's width) and `solver.batch_size` "
+        f"crossed; one `solver.train(epochs=1)` at a time on {result['images']:,} "
+        "standardised float16 images of the shared archive's train split (standing in "
+        f"for whitened ones), {result['val_images']} validation images, "
+        f"{result['threads']} threads. {first['samples_per_s']['n']} rounds after one "
+        "warm-up, each running every contender once (A B C D ...); ratios are taken "
+        f"within a round, to {reference}. MFLOP per sample counts the step's matrix "
+        "products as they run (the projection's forward, 2 x 3072 x K; forward, weight "
+        "and input gradients of the trainable layers, but the first one's input "
+        "gradient); *FLOP ratio* is the reference's FLOPs over the contender's, the "
+        "speed-up the matrix products alone would give.",
+        "",
+        f"| K / batch | MFLOP per sample | samples/s | ratio to {reference} | FLOP ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for name, entry in entries.items():
+        lines.append(
+            f"| {name} | {entry['mflop_per_sample']:.1f} | "
+            f"{spread(entry['samples_per_s'])} | "
+            f"{spread(entry['ratio_to_reference'], '{:.2f}')} | "
+            f"{entry['flop_ratio_to_reference']:.2f} |"
         )
     return [*lines, ""]
 
@@ -433,6 +469,7 @@ def search_summary() -> list[str]:
 
 RENDERERS = {
     "train": render_train,
+    "step_cost": render_step_cost,
     "profile": render_profile,
     "data": render_data,
     "pipeline": render_pipeline,
