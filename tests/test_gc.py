@@ -245,6 +245,7 @@ for index in range(12):
     cfg.model.hidden_size, cfg.model.batch_norm, cfg.model.dropout = [8], False, 0.0
     cfg.model.input_pca = None
     cfg.solver.epochs, cfg.solver.batch_size = 3, 32
+    cfg.solver.checkpoint_seconds = 0  # every epoch: a checkpoint for gc to race
     cfg.optimizer.lr = 1e-3 * (1 + index)
     validate_config(cfg)
     checkpoint = store.checkpoint_path(lineage_of(cfg, data.data_hash))

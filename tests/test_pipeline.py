@@ -55,12 +55,16 @@ def test_repro_runs_every_stage_and_writes_every_output(project):
         read_json(repo / "metrics/train.json"),
         read_json(repo / "metrics/evaluate.json"),
     )
-    # Two epochs on 480 images: a net that learns, not one that generalises (60 val images).
-    assert 0 <= train["val_acc"] <= 1 and train["epochs"] == 2
+    # Two epochs on train + val (the default refit): nothing validated, the last kept.
+    assert train["refit"] is True and train["trained_on"] == "train+val"
+    assert train["train_images"] == 480 + 60 and train["epochs"] == train["kept_epoch"] == 2
+    assert train["val_acc"] is None and 0 <= train["final_train_acc"] <= 1
     assert evaluate["n"] == 60 and set(evaluate["per_class_accuracy"]) == set(manifest["classes"])
-    assert evaluate["val_n"] == manifest["counts"]["val"] and 0 <= evaluate["val_accuracy"] <= 1
+    # The val split was trained on: the evaluate stage does not score it.
+    assert evaluate["model_trained_on"] == "train+val" and "val_accuracy" not in evaluate
     history = (repo / "metrics/train_history.csv").read_text().splitlines()
     assert history[0] == "epoch,train_loss,train_acc,val_loss,val_acc,lr" and len(history) == 3
+    assert all(line.split(",")[3:5] == ["", ""] for line in history[1:])
     losses = [float(line.split(",")[1]) for line in history[1:]]
     assert losses[1] < losses[0], losses
     assert len((repo / "metrics/confusion.csv").read_text().splitlines()) == 61
@@ -351,17 +355,17 @@ def test_sigkill_during_tune_then_rerun_reuses_the_finished_trials(project):
 
 def test_exp_run_with_set_param_changes_metrics(project):
     repo, _ = project
-    baseline = read_json(repo / "metrics/train.json")
+    baseline = read_json(repo / "metrics/evaluate.json")
     # With tuning on, the search picks lr; set it by hand with tuning off.
     result = sh(
         ["dvc", "exp", "run", "-S", "tune.enabled=false", "-S", "lr=0.01", "-n", "higher-lr"], repo
     )
     assert "Running stage 'train'" in result.stdout
     assert "Running stage 'prepare-split'" not in result.stdout
-    changed = read_json(repo / "metrics/train.json")
-    assert changed["val_loss"] != baseline["val_loss"]
+    changed = read_json(repo / "metrics/evaluate.json")
+    assert changed["loss"] != baseline["loss"]
     diff = sh(["dvc", "metrics", "diff", "HEAD", "--precision", "6", "--json"], repo).stdout
-    assert "val_loss" in json.loads(diff)["metrics/train.json"]
+    assert "loss" in json.loads(diff)["metrics/evaluate.json"]
     show = sh(["dvc", "exp", "show", "--no-pager", "--json"], repo).stdout
     assert "higher-lr" in show
     assert "lr: 0.01" in (repo / "params.yaml").read_text()
