@@ -25,8 +25,19 @@ def test_gradient_matches_finite_differences(loss):
     value, grad = loss(y_out, y_truth)
     assert value == pytest.approx(loss.forward(y_out, y_truth))
     np.testing.assert_allclose(grad, loss.backward(y_out, y_truth))
-    numeric = numerical_gradient(lambda: loss.forward(y_out, y_truth), y_out)
+    # The course's contract: the cross-entropy's gradient is of the batch mean, the
+    # element-wise losses' of each element's own loss (of the sum).
+    reduction = "mean" if isinstance(loss, CrossEntropyFromLogits) else "sum"
+    numeric = numerical_gradient(lambda: loss.forward(y_out, y_truth, reduction), y_out)
     assert relative_error(grad, numeric) < 1e-6
+
+
+def test_element_wise_gradients_are_the_course_formulas():
+    y_out, y_truth = np.array([[0.2, 0.9], [0.5, 0.4]]), np.array([[0.0, 1.0], [1.0, 0.4]])
+    np.testing.assert_allclose(MSE().backward(y_out, y_truth), 2 * (y_out - y_truth))
+    np.testing.assert_array_equal(L1().backward(y_out, y_truth), [[1, -1], [-1, 0]])
+    course_bce = -(y_truth / y_out) + (1 - y_truth) / (1 - y_out)
+    np.testing.assert_allclose(BCE().backward(y_out, y_truth), course_bce)
 
 
 def test_cross_entropy_values_and_stability():

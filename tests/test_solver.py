@@ -126,3 +126,38 @@ def test_optimizer_by_name_and_bad_names():
         make_solver(optimizer="rmsprop")
     with pytest.raises(ValueError, match="allowed: constant, step, cosine"):
         make_solver(schedule="linear")
+
+
+def test_val_batch_loss_has_one_entry_per_val_batch_as_the_course():
+    solver = make_solver(optimizer_kwargs={}, reg=1e-3)  # reg: a key the model names
+    solver.model.reg = {"W1": 0.25}  # the L2 term the course adds to each batch's loss
+    solver.train(epochs=2)
+    assert len(solver.val_batch_loss) == 2 * len(solver.val_dataloader)
+    per_epoch = np.reshape(solver.val_batch_loss, (2, -1)) - 0.25
+    sizes = [len(batch["label"]) for batch in solver.val_dataloader]
+    # The epoch's val loss (no L2 term) is the batches' size-weighted mean.
+    for epoch, losses in enumerate(per_epoch):
+        assert np.average(losses, weights=sizes) == pytest.approx(solver.val_loss_history[epoch])
+
+
+@pytest.mark.parametrize(
+    ("keyword", "named"),
+    [("weight_decay", "'weight_decay'"), ("learning_rte", "did you mean 'learning_rate'?")],
+)
+def test_unknown_keywords_are_refused_by_name(keyword, named):
+    with pytest.raises(TypeError, match="unknown keyword") as refused:
+        make_solver(**{keyword: 1e-3})
+    assert named in str(refused.value)
+    assert "ClassificationNet" in str(refused.value)
+
+
+def test_keys_meant_for_the_model_pass_and_an_own_model_with_kwargs_only_warns():
+    make_solver(hidden_size=32, num_layer=3, reg=1e-4, activation=Relu)  # the course's config
+
+    class OwnNet(ClassificationNet):  # a notebook's class, taking any keyword
+        def __init__(self, **kwargs):
+            super().__init__(Relu(), num_layer=2, input_size=20, num_classes=3, rng=0)
+
+    x, y = blobs(8)
+    with pytest.warns(UserWarning, match="'width'"):
+        Solver(OwnNet(), ArrayLoader(x, y, 4), None, width=64, verbose=False)

@@ -3,10 +3,15 @@
 Every loss has::
 
     loss = loss_func.forward(y_out, y_truth)        # a scalar (mean over the batch)
-    grad = loss_func.backward(y_out, y_truth)       # d loss / d y_out, shape of y_out
+    grad = loss_func.backward(y_out, y_truth)       # shape of y_out
     loss, grad = loss_func(y_out, y_truth)
 
 ``forward(..., reduction='none')`` returns the per-sample losses instead.
+
+``backward`` is the course's: for ``CrossEntropyFromLogits`` the gradient of the batch
+mean (divided by N, what a classifier trains on); for the element-wise losses ``BCE``,
+``MSE`` and ``L1`` the gradient of each element's own loss, not divided by the number
+of elements (the gradient of ``forward(..., reduction='sum')``).
 """
 
 from __future__ import annotations
@@ -117,8 +122,9 @@ class BCE(Loss):
         return self._reduce(per_sample, reduction)
 
     def backward(self, y_out, y_truth):
+        """Element-wise: d/dy of each element's loss, ``-(t / y) + (1 - t) / (1 - y)``."""
         p = np.clip(y_out, self.eps, 1.0 - self.eps)
-        return (p - y_truth) / (p * (1.0 - p)) / y_out.size
+        return (p - y_truth) / (p * (1.0 - p))
 
 
 class MSE(Loss):
@@ -128,7 +134,8 @@ class MSE(Loss):
         return self._reduce((y_out - y_truth) ** 2, reduction)
 
     def backward(self, y_out, y_truth):
-        return 2.0 * (y_out - y_truth) / y_out.size
+        """Element-wise: ``2 (y - t)`` (the course's; not divided by the size)."""
+        return 2.0 * (y_out - y_truth)
 
 
 class L1(Loss):
@@ -138,7 +145,8 @@ class L1(Loss):
         return self._reduce(np.abs(y_out - y_truth), reduction)
 
     def backward(self, y_out, y_truth):
-        return np.sign(y_out - y_truth) / y_out.size
+        """Element-wise: ``sign(y - t)``, 0 where they are equal (the course's)."""
+        return np.sign(y_out - y_truth)
 
 
 LOSSES: dict[str, type[Loss]] = {

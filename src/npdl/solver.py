@@ -3,9 +3,12 @@ a divergence guard and resumable state."""
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable
+from difflib import get_close_matches
 
 import numpy as np
 
@@ -19,6 +22,37 @@ MONITORS = ("val_loss", "val_acc")
 
 #: Why a call to :meth:`Solver.train` ended.
 STATUSES = ("completed", "early_stopped", "stopped", "diverged")
+
+
+def refuse_unknown_keywords(model, keywords: dict) -> None:
+    """Refuse the keys of ``Solver(**kwargs)`` that the model's class does not name
+    either: ``TypeError`` naming them and the closest known names. The course feeds one
+    config to both; a model class outside npdl that takes ``**kwargs`` may use any key,
+    so for it this only warns."""
+    model_params = inspect.signature(type(model).__init__).parameters
+    named = {n for n, p in model_params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    unknown = sorted(set(keywords) - named)
+    if not unknown:
+        return
+    known = sorted((named | set(inspect.signature(Solver).parameters)) - {"self", "kwargs"})
+    hints = [
+        f"{key!r} (did you mean {close[0]!r}?)"
+        if (close := get_close_matches(key, known, 1))
+        else repr(key)
+        for key in unknown
+    ]
+    message = (
+        f"Solver got unknown keyword argument(s) {', '.join(hints)}: neither Solver nor "
+        f"{type(model).__name__} takes them (optimizer options go in optimizer_kwargs="
+        "{'weight_decay': ...})"
+    )
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in model_params.values())
+    if takes_any and not type(model).__module__.startswith("npdl."):
+        warnings.warn(
+            message + f"; passed on, as {type(model).__name__} takes **kwargs", stacklevel=3
+        )
+        return
+    raise TypeError(message)
 
 
 class Solver:
@@ -63,13 +97,19 @@ class Solver:
         model holds the averaged weights (the best epoch's, with ``restore_best``);
         a further ``train`` call continues from the raw weights where it stopped.
     **kwargs
-        Ignored, so one search config can feed both model and Solver (course API).
+        Keys the model's class takes as named parameters (``reg``, ``hidden_size``,
+        ...), so one search config can feed both model and Solver (course API); any
+        other key is refused with a ``TypeError`` naming it (a misspelt
+        ``optimizer_kwargs`` entry would otherwise be lost silently). A model class of
+        one's own that takes ``**kwargs`` gets a warning instead.
 
     Attributes
     ----------
     train_loss_history, val_loss_history, train_acc_history, val_acc_history,
     lr_history : list of float, one entry per epoch
     train_batch_loss : list of float, one entry per training step
+    val_batch_loss : list of float, one entry per validation batch (as the course: the
+        batch's mean loss plus the model's L2 term)
     num_operation : int
         Multiply-adds counted as the course's Solver does: the model's
         ``num_operation`` after each forward pass, and again for each backward pass.
@@ -100,6 +140,7 @@ class Solver:
         ema: float | None = None,
         **kwargs,
     ):
+        refuse_unknown_keywords(model, kwargs)
         if isinstance(optimizer, str):
             if optimizer not in OPTIMIZERS:
                 raise ValueError(
@@ -192,8 +233,9 @@ class Solver:
             raise ValueError("the training loader yielded no samples (too few for one batch?)")
         return total_loss / seen, correct / seen, False
 
-    def evaluate(self, loader) -> tuple[float, float]:
-        """Mean data loss (without the L2 term) and accuracy on a loader, in eval mode."""
+    def evaluate(self, loader, batch_losses: list | None = None) -> tuple[float, float]:
+        """Mean data loss (without the L2 term) and accuracy on a loader, in eval mode;
+        each batch's mean loss plus the L2 term is appended to ``batch_losses``."""
         model = self.model
         was_training = getattr(model, "training", False)
         model.eval()
@@ -203,7 +245,11 @@ class Solver:
                 labels = np.asarray(batch["label"])
                 logits = model.forward(batch["image"])
                 self.num_operation += getattr(model, "num_operation", 0)
-                total_loss += self.loss_func.forward(logits, labels, reduction="sum")
+                batch_loss = self.loss_func.forward(logits, labels, reduction="sum")
+                total_loss += batch_loss
+                if batch_losses is not None:
+                    regularisation = sum(getattr(model, "reg", {}).values())
+                    batch_losses.append(batch_loss / len(labels) + regularisation)
                 correct += int(np.count_nonzero(logits.argmax(axis=1) == labels))
                 seen += len(labels)
         finally:
@@ -287,9 +333,9 @@ class Solver:
         if self.val_dataloader is None:
             return math.nan, math.nan
         if self.averaging is None:
-            return self.evaluate(self.val_dataloader)
+            return self.evaluate(self.val_dataloader, self.val_batch_loss)
         with self.averaging.swapped_in():
-            return self.evaluate(self.val_dataloader)
+            return self.evaluate(self.val_dataloader, self.val_batch_loss)
 
     def _kept_weights(self) -> dict[str, np.ndarray]:
         """A copy of the weights an epoch would be kept with: averaged, or the model's."""
