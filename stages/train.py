@@ -2,7 +2,7 @@
 DVC, or in each job's Hydra folder (``-m lr=1e-3``); through the run store (trained
 before: not again; killed: resumes). A single run applies tune's winner and, with
 ``solver.refit``, trains on train + val keeping its last epoch; a sweep's job trains on
-train, val selects the epoch. The test split is never read."""
+train, val selects the epoch. Either says its diagnosis. The test split is never read."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from npdl import plots
 from npdl.config import PipelineConfig, debugging
 from npdl.io import save_csv, save_json
 from npdl.run import load_run_data, run_training
-from npdl.run.summary import HISTORY_FIELDS, history_rows, training_summary
+from npdl.run.summary import HISTORY_FIELDS, history_rows, train_metrics, training_diagnosis
 from npdl.trial import TuneOutputs
 from progress import epoch_bar
 
@@ -56,9 +56,8 @@ def run(cfg: PipelineConfig) -> dict:
     )
     if bar:
         bar.close()
-    metrics = outcome.result.to_json()  # the sweeper reads it back: TrialResult.from_json
-    if not job.sweeping:
-        metrics.update(training_summary(cfg, outcome, len(data.train[1])))
+    diagnosis = training_diagnosis(outcome, len(data.classes))
+    metrics = train_metrics(cfg, outcome, diagnosis, None if job.sweeping else len(data.train[1]))
     save_json(out / cfg.paths.metrics / "train.json", metrics)
     if outcome.result.status == "failed":
         if job.sweeping:
@@ -67,10 +66,11 @@ def run(cfg: PipelineConfig) -> dict:
     history = history_rows(outcome.history)
     save_csv(out / cfg.paths.metrics / "train_history.csv", history, HISTORY_FIELDS)
     if job.show_progress:
-        plots.learning_curves(history, out / cfg.paths.plots / "learning_curves.png")
+        plots.learning_curves(history, out / cfg.paths.plots / "learning_curves.png", diagnosis)
     if not job.sweeping:  # a sweep trims the store once, at its end
         bound_run_store(cfg, store)
-    print(f"trained: {metrics}")
+    said = bar is None and not outcome.result.cache_hit  # the verbose Solver's last line
+    print(f"trained: {metrics}" + ("" if said else f"\ndiagnosis: {diagnosis}"))
     return metrics
 
 

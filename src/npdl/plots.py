@@ -12,12 +12,22 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from .diagnosis import Diagnosis
 from .io import atomic_write
+
+#: The colour of each verdict on the learning curves (none of the curves' own).
+VERDICT_COLOURS = {
+    "overfitting": "tab:purple",
+    "underfitting": "tab:brown",
+    "diverged": "tab:red",
+    "ok": "tab:green",
+}
 
 
 def available() -> bool:
@@ -48,24 +58,43 @@ def _empty(path: str | os.PathLike, message: str) -> None:
     _save(figure, path)
 
 
-def learning_curves(history: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> None:
+def learning_curves(
+    history: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike,
+    diagnosis: Diagnosis | None = None,
+) -> None:
     """Loss and accuracy per epoch, train and val.
 
     ``history``: rows with ``epoch``, ``train_loss``, ``val_loss``, ``train_acc``,
-    ``val_acc`` (as in ``metrics/train_history.csv``).
+    ``val_acc`` (as in ``metrics/train_history.csv``). ``diagnosis``
+    (:func:`npdl.diagnosis.diagnose`), where given, is the title (verdict and evidence)
+    and, with a ``since_epoch``, a vertical line at that epoch (where the val loss was
+    lowest before rising, or where the loss diverged).
     """
     plt = _pyplot()
     epochs = [int(row["epoch"]) for row in history]
-    figure, (loss, accuracy) = plt.subplots(1, 2, figsize=(10, 3.8))
+    height = 3.8 if diagnosis is None else 4.4
+    figure, (loss, accuracy) = plt.subplots(1, 2, figsize=(10, height))
     for axes, metric, title in ((loss, "loss", "Loss"), (accuracy, "acc", "Accuracy")):
         for split, style in (("train", "-"), ("val", "--")):
             values = [_value(row[f"{split}_{metric}"]) for row in history]
             if not all(np.isnan(values)):  # a refit has no val curve
                 axes.plot(epochs, values, style, label=split)
         axes.set_xlabel("epoch")
+        axes.xaxis.get_major_locator().set_params(integer=True)  # no epoch 1.25
         axes.set_title(title)
         axes.grid(alpha=0.3)
+        if diagnosis is not None and diagnosis.since_epoch is not None:
+            axes.axvline(
+                diagnosis.since_epoch,
+                color=VERDICT_COLOURS[diagnosis.verdict],
+                linestyle=":",
+                label=f"{diagnosis.verdict} from epoch {diagnosis.since_epoch}",
+            )
         axes.legend()
+    if diagnosis is not None:
+        title = textwrap.fill(f"{diagnosis.verdict}: {diagnosis.evidence}", width=120)
+        figure.suptitle(title, color=VERDICT_COLOURS[diagnosis.verdict], fontsize=10)
     _save(figure, path)
 
 

@@ -13,6 +13,7 @@ from difflib import get_close_matches
 import numpy as np
 
 from .averaging import ExponentialMovingAverage
+from .diagnosis import Diagnosis, diagnose
 from .losses import CrossEntropyFromLogits, Loss
 from .optimizers import OPTIMIZERS, Adam, Optimizer
 from .schedules import LearningRateSchedule
@@ -71,7 +72,8 @@ class Solver:
         Peak learning rate.
     optimizer : Optimizer class or name ('adam', 'sgd', 'sgd_momentum')
     verbose : bool
-        Print one line every ``print_every`` epochs.
+        Print one line every ``print_every`` epochs, and the diagnosis
+        (:meth:`diagnose`) when ``train`` ends.
     print_every : int
     lr_decay : float
         Per-epoch multiplicative decay of the ``constant`` schedule (course API).
@@ -325,7 +327,19 @@ class Solver:
                 self._log(f"Stopping early: no improvement of {self.monitor} for {patience} epochs")
                 break
         self._hand_over()
+        if self.verbose and (diagnosis := self.diagnose()) is not None:
+            self._log(f"Diagnosis: {diagnosis}")
         return self.status
+
+    def diagnose(self, **thresholds) -> Diagnosis | None:
+        """The verdict on the training so far: overfitting, underfitting, diverged or ok,
+        with its evidence and the course's advice (:func:`npdl.diagnosis.diagnose` of
+        :attr:`history` and :attr:`status`; ``thresholds`` are its keyword arguments).
+        None before the first epoch."""
+        if not self.train_loss_history and self.status != "diverged":
+            return None
+        classes = getattr(self.model, "num_classes", 10)
+        return diagnose(self.history, self.status, num_classes=classes, **thresholds)
 
     def _validate(self) -> tuple[float, float]:
         """Val loss and accuracy of the weights that would be kept (the average's, with

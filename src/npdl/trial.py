@@ -5,7 +5,9 @@ found: the train stage writes it as ``metrics/train.json`` and returns it to the
 sweeper of a search; the run store keeps it (with the epoch history) in each finished
 entry; a search's leaderboard rows carry its fields as columns. It is read back with
 :meth:`TrialResult.from_json`, which refuses a mapping with a missing or an unknown
-key: a renamed key is an error naming it, never a silent ``None``.
+key: a renamed key is an error naming it, never a silent ``None``. Beside the fields, a
+result's JSON may carry the training's diagnosis (:data:`ANNOTATIONS`), which it passes
+over.
 
 :class:`TuneOutputs` names the tune stage's outputs under the models folder, and
 :data:`SWEEP_REPORTS` the report files a search writes into its sweep folder.
@@ -125,7 +127,8 @@ class TrialResult:
 
     @classmethod
     def from_json(cls, mapping: Mapping[str, Any]) -> TrialResult:
-        """The result :meth:`to_json` wrote (``error`` and ``val_images`` may be absent).
+        """The result :meth:`to_json` wrote (``error`` and ``val_images`` may be absent;
+        :data:`ANNOTATIONS` are passed over).
 
         Raises
         ------
@@ -134,7 +137,8 @@ class TrialResult:
             result has not, or a status other than :data:`STATUSES`.
         """
         missing = [name for name in RESULT_FIELDS if name not in mapping and name not in OPTIONAL]
-        unknown = sorted(str(key) for key in mapping if key not in RESULT_FIELDS)
+        known = (*RESULT_FIELDS, *ANNOTATIONS)
+        unknown = sorted(str(key) for key in mapping if key not in known)
         if missing or unknown:
             problems = []
             if missing:
@@ -151,6 +155,10 @@ class TrialResult:
 #: Keys a result may lack: ``error`` (only a failed run has one) and ``val_images``
 #: (results written before it was recorded).
 OPTIONAL = ("val_images", "error")
+#: Keys a result's JSON may carry beside its fields, which ``from_json`` passes over:
+#: the training's diagnosis (:meth:`npdl.diagnosis.Diagnosis.to_json`), which the train
+#: stage writes into ``metrics/train.json`` and returns to the sweeper with the result.
+ANNOTATIONS = ("diagnosis",)
 #: The fields of :class:`TrialResult`, in order (the keys of ``to_json``).
 RESULT_FIELDS = tuple(field.name for field in dataclasses.fields(TrialResult))
 

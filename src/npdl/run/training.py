@@ -38,10 +38,11 @@ log = logging.getLogger("npdl.run")
 #: Solver statuses that end a lineage: training further would change nothing.
 FINAL_STATUSES = ("early_stopped", "diverged")
 #: Parts of the package that cannot change what a configuration trains to (what to
-#: run, how to show it, how to trim the store): editing them keeps the store's results.
-#: A top-level name or a path inside the package.
+#: run, how to show or judge it, how to trim the store): editing them keeps the store's
+#: results. A top-level name or a path inside the package.
 CODE_HASH_EXCLUDES = (
     "cli.py",
+    "diagnosis.py",
     "plots.py",
     "search",
     "run/events.py",
