@@ -258,7 +258,9 @@ def test_the_learning_curves_show_the_verdict_and_its_epoch(tmp_path, monkeypatc
 def test_the_default_model_on_train_alone_overfits():
     """The default pipeline's model (tune's winner) for its 140 epochs with
     ``solver.refit=false`` on the 40,000 training images (how: tests/data/histories/)."""
-    rows = read_history(HISTORIES / "default_140_epochs.csv")
+    path = HISTORIES / "default_140_epochs.csv"
+    assert path.is_file(), f"{path} is missing: the 140-epoch history, as its README says"
+    rows = read_history(path)
     assert len(rows) == 140
     diagnosis = diagnose(rows)
     assert diagnosis.verdict == "overfitting", diagnosis
