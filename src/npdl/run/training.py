@@ -44,9 +44,12 @@ CODE_HASH_EXCLUDES = (
     "cli.py",
     "plots.py",
     "search",
+    "sanity.py",
+    "gradient_check.py",
     "run/events.py",
     "run/gc.py",
     "run/projects.py",
+    "run/sanity.py",
 )
 PACKAGE = Path(__file__).resolve().parents[1]
 
