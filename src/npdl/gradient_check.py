@@ -88,12 +88,19 @@ def network_copy(model, seed: int = 0, **changes):
             clone = type(model)(activation=activation, rng=seed, **arch)
             clone.load_state_dict(model.state_dict())
             return clone
-        except (TypeError, KeyError):
+        except (TypeError, KeyError, ValueError):
             pass  # a subclass with other arguments: copied below
     clone = copy.deepcopy(model)
     if "dtype" in changes:
         _cast(clone, np.dtype(changes["dtype"]))
     return clone
+
+
+def training_mode(model):
+    """``model`` in training mode (the course's ``train()`` may return nothing)."""
+    if hasattr(model, "train"):
+        model.train()
+    return model
 
 
 def _cast(model, dtype: np.dtype) -> None:
@@ -270,7 +277,7 @@ def gradient_errors(
         no input gradient, as a fixed first projection), the loss, ``model.backward``.
     """
     loss_func = loss_func or CrossEntropyFromLogits()
-    net = network_copy(model, seed, dtype="float64").train()
+    net = training_mode(network_copy(model, seed, dtype="float64"))
     x = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
