@@ -336,10 +336,10 @@ def project_files():
     return [p for p in listed if (ROOT / p).is_file() and not p.startswith(skip)]
 
 
-def make_project(repo: Path, edits=SMALL_PROJECT, store=None) -> str:
+def make_project(repo: Path, edits=SMALL_PROJECT, store=None, repro: bool = True) -> str:
     """A git + DVC repo at ``repo`` holding the project with ``edits`` applied to conf/,
     after one `dvc repro` (into ``store``, default ``project_store(repo)``) committed as
-    the baseline; returns that repro's output."""
+    the baseline; returns that repro's output (``repro=False``: committed unrun, "")."""
     for rel in project_files():
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, repo / rel)
@@ -354,6 +354,8 @@ def make_project(repo: Path, edits=SMALL_PROJECT, store=None) -> str:
     sh([sys.executable, "stages/compose_params.py"], repo)
     sh(["git", "add", "-A"], repo)
     sh(["git", "commit", "-qm", "project"], repo)
+    if not repro:
+        return ""
     first = sh(["dvc", "repro"], repo, store=store)
     sh(["git", "add", "-A"], repo)
     sh(["git", "commit", "-qm", "baseline"], repo)

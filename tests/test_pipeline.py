@@ -47,8 +47,11 @@ def digest(path):
 
 def test_repro_runs_every_stage_and_writes_every_output(project):
     repo, log = project
-    for stage in ["prepare-split", "normalize", "tune", "train", "evaluate"]:
+    for stage in ["prepare-split", "normalize", "sanity", "tune", "train", "evaluate"]:
         assert f"Running stage '{stage}'" in log
+    assert log.index("Running stage 'sanity'") < log.index("Running stage 'tune'")
+    sanity = read_json(repo / "metrics/sanity.json")
+    assert sanity["status"] == "passed" and len(sanity["checks"]) == 3
     manifest = read_json(repo / "data/prepared/manifest.json")
     assert manifest["counts"] == {"train": 480, "val": 60, "test": 60}
     train, evaluate = (
@@ -408,7 +411,9 @@ def test_a_tuned_value_replacing_the_users_says_so(project):
     restore_baseline(repo)
     # A learning rate that diverges (Adam at 1e30, whatever the data: batch norm keeps
     # smaller ones finite on the tiny project) never wins: the search's winner replaces it.
-    result = sh(["dvc", "exp", "run", "-S", "optimizer.lr=1e30"], repo)
+    # (The sanity stage would stop the pipeline first, naming it: here it is off.)
+    overrides = ["-S", "optimizer.lr=1e30", "-S", "sanity.enabled=false"]
+    result = sh(["dvc", "exp", "run", *overrides], repo)
     assert "replaces the configured optimizer.lr=1e+30; to keep yours, pin it" in result.stdout
     assert "tune.pin=[optimizer.lr]" in result.stdout
     restore_baseline(repo)

@@ -18,6 +18,10 @@
 The store is ``--store DIR``, else ``$NPDL_RUN_STORE``, else the user's cache folder
 (``~/.cache/npdl/run-store``), as for the pipeline with ``paths.run_store`` null. A
 folder that is no run store: exit 2.
+
+- ``npdl sanity [--project DIR] [--output FILE]``: the sanity stage's checks
+  (:mod:`npdl.sanity`) of a project's ``params.yaml`` on its prepared data, without
+  Hydra or DVC; exit 1 if one fails, 2 if the configuration or data cannot be read.
 """
 
 from __future__ import annotations
@@ -76,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a workspace's models folder for --keep-referenced (default: ./models; repeatable)",
     )
     gc.add_argument("--dry-run", action="store_true", help="print what would go; remove nothing")
+    sanity = commands.add_parser(
+        "sanity", help="check a project's network, loss and learning rate in seconds"
+    )
+    sanity.add_argument(
+        "--project", type=Path, default=Path("."), help="the project (default: this folder)"
+    )
+    sanity.add_argument("--output", type=Path, help="also write the report (JSON) here")
     verify.add_argument(
         "--set-aside",
         action="store_true",
@@ -272,8 +283,32 @@ def verify_store(store: RunStore, set_aside: bool) -> int:
     return 1 if problems else 0
 
 
+def sanity_check(project: Path, output: Path | None) -> int:
+    """The sanity stage's checks of ``project/params.yaml`` on its ``paths.data``."""
+    import yaml
+
+    from .config import ConfigError, config_from_dict
+    from .io import save_json
+    from .run.sanity import run_sanity
+
+    params = project / "params.yaml"
+    try:
+        cfg = config_from_dict(yaml.safe_load(params.read_text()) or {})
+        data = Path(cfg.paths.data)
+        report = run_sanity(cfg, data if data.is_absolute() else project / data)
+    except (ConfigError, OSError, ValueError, yaml.YAMLError) as error:
+        print(f"error: {params}: {error}", file=sys.stderr)
+        return 2
+    if output is not None:
+        save_json(output, report.to_json())
+    print(report)
+    return 1 if report.failure else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "sanity":
+        return sanity_check(args.project, args.output)
     store = open_store(args.store)
     if store is None:
         return 2 if args.store is not None or store_root().exists() else 0

@@ -26,6 +26,7 @@ import dataclasses
 import functools
 import math
 import os
+import typing
 from dataclasses import dataclass, field
 from typing import ClassVar, Optional
 
@@ -41,6 +42,7 @@ from .constraints import (
     Rule,
     Satisfies,
     check_constraints,
+    refuse,
     require,
 )
 from .constraints import float_values as float_values  # re-exported
@@ -138,6 +140,36 @@ class NormalizeConfig:
     constraints: ClassVar[Constraints] = {
         "method": OneOf(NORMALIZE_METHODS),
         "zca_eps": Positive(),
+    }
+
+
+@dataclass
+class SanityConfig:
+    """sanity: the checks before any tuning (:mod:`npdl.sanity`, what each key does:
+    ``conf/sanity/default.yaml``): gradients, the loss at initialisation, overfitting
+    a few train images; ``enabled: false`` skips them."""
+
+    enabled: bool = True
+    seed: int = 0
+    gradient_samples: int = 8
+    gradient_entries: int = 10
+    gradient_tolerance: float = 1e-5
+    init_loss_tolerance: float = 0.5
+    overfit_sizes: list[int] = field(default_factory=lambda: [1, 10, 100])
+    overfit_steps: int = 200
+    overfit_accuracy: float = 0.99
+
+    constraints: ClassVar[Constraints] = {
+        "gradient_samples": Interval(2, None, closed="left", what="a number of images"),
+        "gradient_entries": Positive(expected="a positive number of entries"),
+        "gradient_tolerance": Interval(0, 1, closed="neither", what="a relative error"),
+        "init_loss_tolerance": Positive(expected="a share of ln C > 0, e.g. 0.5"),
+        "overfit_sizes": Satisfies(
+            lambda sizes: len(sizes) > 0 and all(n > 0 for n in sizes),
+            "a non-empty list of positive numbers of images",
+        ),
+        "overfit_steps": Positive(expected="a positive number of steps"),
+        "overfit_accuracy": Interval(0, 1, closed="right", what="an accuracy"),
     }
 
 
@@ -367,6 +399,7 @@ class PipelineConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: DataConfig = field(default_factory=DataConfig)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+    sanity: SanityConfig = field(default_factory=SanityConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=AdamConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)
@@ -410,3 +443,44 @@ def validate_config(cfg: PipelineConfig) -> PipelineConfig:
             check_constraints(node, f"{group.name}.")
         check_constraints(cfg, table=cfg.rules.get(group.name, {}))
     return cfg
+
+
+def config_from_dict(values: dict) -> PipelineConfig:
+    """A validated ``PipelineConfig`` from a plain dict: a resolved composition such as
+    ``params.yaml`` read with ``yaml.safe_load``, without Hydra (``npdl sanity``). The
+    optimizer group takes the dataclass its ``name`` picks. A float written as YAML 1.1
+    reads as text (``1e-05``) is taken as the float it means.
+
+    Raises
+    ------
+    ConfigError
+        An unknown key, a value of the wrong type, or an impossible value (naming it).
+    """
+    values = dict(values)
+    optimizer = dict(values.pop("optimizer", {}))
+    config = _dataclass_from_dict(PipelineConfig, values, "")
+    name = optimizer.get("name", "adam")
+    require(
+        name in OPTIMIZER_CONFIGS, "optimizer.name", name, f"one of {sorted(OPTIMIZER_CONFIGS)}"
+    )
+    config.optimizer = _dataclass_from_dict(OPTIMIZER_CONFIGS[name], optimizer, "optimizer.")
+    return validate_config(config)
+
+
+def _dataclass_from_dict(cls, values: dict, prefix: str):
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    arguments = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"invalid configuration at {prefix + key!r}: no such key")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            value = _dataclass_from_dict(hint, value, f"{prefix}{key}.")
+        elif isinstance(value, str) and float in (hint, *typing.get_args(hint)):
+            try:
+                value = float(value)
+            except ValueError:
+                raise refuse(prefix + key, value, "a number") from None
+        arguments[key] = value
+    return cls(**arguments)

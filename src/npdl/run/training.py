@@ -45,9 +45,12 @@ CODE_HASH_EXCLUDES = (
     "diagnosis.py",
     "plots.py",
     "search",
+    "sanity.py",
+    "gradient_check.py",
     "run/events.py",
     "run/gc.py",
     "run/projects.py",
+    "run/sanity.py",
 )
 PACKAGE = Path(__file__).resolve().parents[1]
 
