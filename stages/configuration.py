@@ -17,6 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 import hydra_plugins.npdl_resolvers  # noqa: F401  (the resolvers conf/ uses)
 from npdl.config import OPTIMIZER_CONFIGS, ConfigError, PipelineConfig, validate_config
 from npdl.io import load_json
+from npdl.overrides import shown_text
 
 #: Top-level shortcuts and the keys they set.
 SHORTCUTS = {"lr": "optimizer.lr", "reg": "model.reg"}
@@ -117,13 +118,14 @@ def apply_winner(cfg: PipelineConfig, winner: dict[str, str]) -> PipelineConfig:
     for key, text in winner.items():
         current = OmegaConf.select(node, key)
         if key in typed or key in cfg.tune.pin:
-            print(f"keeping {key}={current} (given; the search's winner has {text})")
+            print(f"keeping {key}={current} (given; the search's winner has {shown_text(text)})")
             continue
         tuned = parser.parse_override(f"{key}={text}").value()
         if tuned != current:
             print(
-                f"tuned {key}={text} replaces the configured {key}={current}; to keep yours, "
-                f"pin it (tune.pin=[{key}]: the search leaves it out) or set tune.enabled=false"
+                f"tuned {key}={shown_text(text)} replaces the configured {key}={current}; to "
+                f"keep yours, pin it (tune.pin=[{key}]: the search leaves it out) or set "
+                "tune.enabled=false"
             )
         OmegaConf.update(node, key, tuned)
     merged = OmegaConf.to_object(node)

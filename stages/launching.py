@@ -12,6 +12,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from configuration import SHORTCUTS
+from hydra_plugins.npdl_callbacks import JOB_LOG_OVERRIDE
 from hydra_plugins.npdl_callbacks import OVERRIDE as BOUND_RUN_STORE
 from npdl.config import PipelineConfig, TuneConfig, search_of, searched_space
 from npdl.overrides import override_text
@@ -94,6 +95,7 @@ def sweep_command(cfg: PipelineConfig, sweep_dir, forwarded=()) -> list[str]:
     args += [f"hydra.sweeper.{key}={override_text(getattr(tune, key))}" for key in SWEEPER_KEYS]
     args += [f"solver.train_fraction={tune.train_fraction}", "tune.keep_trial_models=false"]
     args.append(BOUND_RUN_STORE)  # paths.run_store_max_gb after the search
+    args.append(JOB_LOG_OVERRIDE)  # each trial's output into its log, not the console
     args += launcher_overrides(tune)
     args += [f"{key}={value}" for key, value in searched_space(tune).items()]
     taken = {arg.split("=", 1)[0] for arg in args if "=" in arg}

@@ -54,8 +54,8 @@ def run(cfg: PipelineConfig) -> dict:
     folder = str(sweep_dir.relative_to(PROJECT_ROOT) if inside else sweep_dir)
     save_json(outputs.sweep_json, {"folder": folder, "launcher": cfg.tune.launcher})
     print(f"search reports from {folder} (its trials' logs)")
-    write_search_report(outputs.leaderboard_csv, searched_space(cfg.tune), metrics, pictures)
     best = load_json(outputs.best_overrides)
+    write_search_report(outputs.leaderboard_csv, searched_space(cfg.tune), metrics, pictures, best)
     save_json(metrics / "tune.json", tune_metrics(best, read_leaderboard(outputs.leaderboard_csv)))
     if not best["overrides"]:
         raise RuntimeError(f"no trial of the search succeeded; see {sweep_dir}")

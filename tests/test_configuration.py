@@ -257,3 +257,11 @@ def test_the_sweeper_takes_the_tune_stages_names_and_defaults():
     shared = (set(sweeper) & set(tune)) - {"epochs", "seed"}
     assert shared >= {"proposer", "scheduler", "n_trials", "min_epochs", "eta", "n_jobs"}
     assert {k: sweeper[k] for k in shared} == {k: tune[k] for k in shared}
+
+
+def test_a_replaced_value_is_printed_to_3_significant_digits(capsys):
+    cfg = to_pipeline_config(composed(["optimizer.lr=0.01"]))
+    tuned = apply_winner(cfg, {"optimizer.lr": "0.0025834120354216315"})
+    assert tuned.optimizer.lr == 0.0025834120354216315  # the value itself: every digit
+    out = capsys.readouterr().out
+    assert "tuned optimizer.lr=0.00258 replaces the configured optimizer.lr=0.01" in out

@@ -124,7 +124,10 @@ def test_random_search_on_a_token_authenticated_ray_head_matches_the_local_searc
     cluster = ("hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address={address}")
     try:
         out = run_sweep(*search, *cluster, env=env)
-        assert "Ray Launcher is launching 4 jobs" in out
+        # The launcher's own lines in the sweep's log; one line per trial on the console.
+        assert "Ray Launcher is launching 4 jobs" in (tmp_path / "sweep" / "sweep.log").read_text()
+        assert len([line for line in out.splitlines() if line.startswith("trial ")]) == 4
+        assert "(Epoch 1)" not in out  # the jobs' own output: in their logs
         same_leaderboard(leaderboard(tmp_path / "sweep"), local_leaderboard)
         # Each trial ran as a Ray task with one CPU, and so on one thread.
         jobs = sorted((tmp_path / "sweep").glob("*/metrics/train.json"))
@@ -180,7 +183,10 @@ def test_random_search_through_submitit_local_matches_the_local_search(
         *RANDOM_SEARCH,
         "hydra/launcher=local_submitit",
     )
-    assert "Submitit 'local' sweep output dir" in out
+    # The launcher's own lines in the sweep's log; one line per trial on the console.
+    assert "Submitit 'local' sweep output dir" in (tmp_path / "sweep" / "sweep.log").read_text()
+    assert len([line for line in out.splitlines() if line.startswith("trial ")]) == 4
+    assert "(Epoch 1)" not in out  # the jobs' own output: in their logs
     same_leaderboard(leaderboard(tmp_path / "sweep"), local_leaderboard)
     # submitit kept each job's own log in the sweep folder.
     assert len(list((tmp_path / "sweep" / ".submitit").glob("*/*_log.out"))) == 4
@@ -218,7 +224,10 @@ def test_random_search_on_a_private_ray_matches_the_local_search(
         "hydra/launcher=ray_local",
         env=env,
     )
-    assert "Ray Launcher is launching 4 jobs" in out
+    # The launcher's own lines in the sweep's log; one line per trial on the console.
+    assert "Ray Launcher is launching 4 jobs" in (tmp_path / "sweep" / "sweep.log").read_text()
+    assert len([line for line in out.splitlines() if line.startswith("trial ")]) == 4
+    assert "(Epoch 1)" not in out  # the jobs' own output: in their logs
     same_leaderboard(leaderboard(tmp_path / "sweep"), local_leaderboard)
     # It ran with token authentication, from a private token file in NPDL_RAY_TMP
     # (mode 0600), removed at the end.

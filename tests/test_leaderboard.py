@@ -148,7 +148,7 @@ def test_markdown_table(tmp_path):
     assert table[0] == ("| rank | overrides | val_acc | val_loss | epochs | status |")
     assert set(table[1]) <= set("|-:")
     assert len(table) == 2 + 3
-    assert table[2] == "| 1 | `lr=0.003` | 0.5500 | 1.0500 | 5 | ok |"
+    assert table[2] == "| 1 | `lr=0.003` | 0.55 | 1.05 | 5 | ok |"
     assert table[3].startswith("| 2 | `lr=0.001 model.hidden_size=[512,256]` |")
     assert all(line.count("|") == 7 for line in table)
 
@@ -171,11 +171,24 @@ def test_text_table_is_aligned_and_limited_to_top():
     assert lines[-1] == "(top 4 of 6 trials)"
     # Right-aligned numbers: the val_acc column ends at the same character on every row.
     end = lines[0].index("val_acc") + len("val_acc")
-    assert [line[end - 6 : end] for line in lines[2:6]] == ["0.5500", "0.5500", "0.4000", "0.3000"]
+    assert [line[end - 6 : end] for line in lines[2:6]] == ["  0.55", "  0.55", "   0.4", "   0.3"]
     full = format_table(ranked, top=None).splitlines()
     assert len(full) == 2 + 6
     assert "-" in full[-1].split()  # missing numbers of the failed trial
     assert format_table([]) == "(no trials)"
+
+
+def test_tables_for_reading_show_3_significant_digits_and_the_csv_keeps_every_one(tmp_path):
+    point = {"model.dropout": 0.0008215500510444284, "optimizer.lr": 0.0025834120354216315}
+    ranked = rank_trials([trial(point, 0.4528, 1.6934444091796874, seconds=221.37)])
+    shown = "model.dropout=0.000822 optimizer.lr=0.00258"
+    row = format_table(ranked).splitlines()[2].split()
+    assert row[1:6] == [*shown.split(), "0.453", "1.69", "5"] and row[6] == "221"
+    write_leaderboard_md(tmp_path / "leaderboard.md", ranked)
+    assert f"| 1 | `{shown}` | 0.453 | 1.69 | 5 | ok |" in (tmp_path / "leaderboard.md").read_text()
+    write_leaderboard_csv(tmp_path / "leaderboard.csv", ranked)
+    text = (tmp_path / "leaderboard.csv").read_text()
+    assert format_overrides(point) in text and "0.4528,1.6934444091796874" in text
 
 
 @pytest.mark.parametrize("top", [0, -3, 2.0])

@@ -91,6 +91,16 @@ def test_repro_runs_every_stage_and_writes_every_output(project):
     assert tune["sampler"] == "bohb" and tune["trials"] == len(board) - 1
     assert "spearman_1_to_2" in tune and tune["epochs_trained"] > 0
     assert tune["best_val_acc"] == pytest.approx(float(board[1].split(",")[2]))
+    # Too few configurations at one budget for an importance: none, and the reason.
+    assert tune["importance"] == {} and tune["importance_note"].startswith("no importance: ")
+    assert tune["importance_trials"] < 5 and tune["importance_method"].startswith("PED-ANOVA")
+    # The tune stage's console: the search's header, a line per trial and its summary;
+    # no job's detail.
+    tuning = log.split("Running stage 'tune'")[1].split("Running stage 'train'")[0]
+    assert "bohb search over optimizer.lr, optimizer.weight_decay, model.dropout" in tuning
+    assert len([line for line in tuning.splitlines() if line.startswith("trial ")]) == len(rows)
+    assert "importance: no importance" in tuning and "best: " in tuning
+    assert "#0 :" not in tuning and "(Epoch 1)" not in tuning and "trained:" not in tuning
 
     # Nothing of Hydra's lands in the project.
     assert not (repo / "outputs").exists() and not (repo / ".hydra").exists()
@@ -151,6 +161,7 @@ def test_pictures_are_written_as_png_images(project):
         ("confusion_matrix", (500, 450)),
         ("tune_hyperparameters", (800, 300)),
         ("tune_parallel", (500, 300)),
+        ("tune_importance", (400, 150)),  # the reason there is none, on the tiny search
     ]:
         path = repo / "plots" / f"{name}.png"
         with Image.open(path) as image:

@@ -93,13 +93,16 @@ def test_pictures_are_png_images_and_reproducible(tmp_path):
     plots.confusion_matrix(np.eye(3, dtype=int) * 5 + 1, ["a", "b", "c"], tmp_path / "cm.png", "t")
     table, columns = report.trial_table(rows())
     plots.hyperparameter_scatter(table, columns, tmp_path / "scatter.png", ["lr"])
-    plots.parallel_coordinates(
-        report.parallel_table(table, columns, ["lr"]), columns, tmp_path / "pc.png"
-    )
-    for name in ("curves", "cm", "scatter", "pc"):
+    plots.parallel_coordinates(table, columns, tmp_path / "pc.png", ["lr"])
+    plots.parallel_coordinates(table, columns, tmp_path / "pc2.png", ["lr"])
+    assert (tmp_path / "pc.png").read_bytes() == (tmp_path / "pc2.png").read_bytes()
+    plots.importance_bars({"lr": 0.7, "hidden_size": 0.3}, tmp_path / "imp.png", "title", "a note")
+    for name in ("curves", "cm", "scatter", "pc", "imp"):
         _assert_png(tmp_path / f"{name}.png", (300, 200))
     plots.parallel_coordinates([], [], tmp_path / "empty.png")  # tuning off: a note
-    assert (tmp_path / "empty.png").stat().st_size > 0
+    plots.importance_bars({}, tmp_path / "none.png", "", "no importance: tuning is off")
+    _assert_png(tmp_path / "empty.png", (300, 100))
+    _assert_png(tmp_path / "none.png", (300, 100))
     assert not math.isnan(table[0]["val_acc"])
 
 
@@ -155,3 +158,96 @@ def test_leaderboard_csv_reads_back_as_the_rows_it_was_written_from(tmp_path):
     assert isinstance(read[0]["rank"], int) and isinstance(read[0]["budget"], int)
     with pytest.raises(ValueError, match="epochs='three' is not of type int"):
         report.parse_leaderboard_row({"rank": "1", "overrides": "", "epochs": "three"})
+
+
+def search_table():
+    """A search's trial table: lr (log) over 1e-4..3e-2, dropout (linear), an activation
+    (a choice) and two budgets; rank 1 is lr=0.00258, dropout=0.000822."""
+    values = [
+        (1, 0.00258, 0.000822, "relu", 8, 0.4528),
+        (2, 0.002, 0.0636, "tanh", 8, 0.441),
+        (3, 0.0003, 0.27, "relu", 8, 0.39),
+        (4, 0.0001, 0.15, "tanh", 2, 0.26),
+        (5, 0.03, 0.2, "relu", 2, 0.21),
+    ]
+    return [
+        {"rank": r, "val_acc": acc, "epochs": e, "lr": lr, "dropout": d, "activation": a}
+        for r, lr, d, a, e, acc in values
+    ]
+
+
+@pytest.mark.skipif(not plots.available(), reason="needs matplotlib")
+def test_the_parallel_plot_labels_each_axis_with_real_values_and_highlights_the_winner():
+    table, columns = search_table(), ["lr", "dropout", "activation"]
+    figure = plots.parallel_figure(table, columns, log_columns=["lr"])
+    figure.canvas.draw()
+    axes = {a.get_label(): a for a in figure.axes if a.get_label() in {*columns, "epochs"}}
+    assert set(axes) == {*columns, "epochs"}  # budgets differ: an axis of epochs
+    labels = {name: [t.get_text() for t in a.get_yticklabels()] for name, a in axes.items()}
+    assert not {"min", "max"} & {text for texts in labels.values() for text in texts}
+    for name in ("lr", "dropout"):
+        values = [float(text) for text in labels[name]]  # real numbers, as written
+        low, high = min(row[name] for row in table), max(row[name] for row in table)
+        assert len(values) >= 2 and all(low <= v <= high for v in values), (name, labels[name])
+    assert axes["lr"].get_yscale() == "log" and axes["dropout"].get_yscale() == "linear"
+    assert {"0.001", "0.01"} <= set(labels["lr"])  # round values of a log axis
+    assert set(labels["activation"]) == {"relu", "tanh"}
+    assert labels["epochs"] == ["2", "8"]
+    # The tick labels sit where the lines put those values: a tick's height on its axis
+    # is the height of a line through that value.
+    host = figure.axes[0]
+    winner = next(line for line in host.get_lines() if line.get_label().startswith("winner"))
+    others = [line for line in host.get_lines() if line is not winner]
+    assert winner.get_label() == "winner (rank 1): val_acc 45.3%"
+    assert winner.get_linewidth() > max(line.get_linewidth() for line in others)
+    assert winner.get_color() not in {line.get_color() for line in others}
+    assert "winner (rank 1)" in host.get_legend().get_texts()[0].get_text()
+    for position, name in enumerate(["lr", "dropout"]):
+        height = winner.get_ydata()[position]
+        shown = host.transData.transform((position, height))
+        value = axes[name].transData.inverted().transform(shown)[1]
+        assert value == pytest.approx(table[0][name], rel=1e-6)
+    # Lines coloured by the objective: the worst (the largest lr, at the top of its axis)
+    # in the colour map's lowest colour, rank 2 in its share of the range of val_acc.
+    viridis = plots._pyplot().get_cmap("viridis")
+    worst = max(others, key=lambda line: line.get_ydata()[0])
+    assert worst.get_color() == pytest.approx(viridis(0.0))
+    second = next(line for line in others if list(line.get_ydata()[2:4]) == [1, 1])  # tanh, 8
+    assert second.get_color() == pytest.approx(viridis((0.441 - 0.21) / (0.4528 - 0.21)))
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+
+
+@pytest.mark.skipif(not plots.available(), reason="needs matplotlib")
+def test_the_importance_chart_puts_the_largest_on_top_with_its_share():
+    figure = plots.importance_figure({"lr": 0.7, "dropout": 0.2, "reg": 0.1}, "t", "rough")
+    figure.canvas.draw()
+    (axes,) = figure.axes
+    assert [t.get_text() for t in axes.get_yticklabels()] == ["reg", "dropout", "lr"]
+    assert sorted(t.get_text() for t in axes.texts) == ["0.10", "0.20", "0.70"]
+    assert "Note: rough" in axes.get_xlabel()
+
+
+def test_tune_metrics_hold_the_importance_by_short_name_with_its_note():
+    best = {
+        "sampler": "bohb",
+        "overrides": {"optimizer.lr": "0.001"},
+        "importance": {
+            "values": {"optimizer.lr": 0.9, "model.dropout": 0.1},
+            "trials": 6,
+            "epochs": 8,
+            "method": "PED-ANOVA ...",
+            "rule": "the budget ...",
+            "note": "a rough guide",
+        },
+    }
+    metrics = report.tune_metrics(best, [])
+    assert metrics["importance"] == {"lr": 0.9, "dropout": 0.1}
+    assert metrics["importance_trials"] == 6 and metrics["importance_epochs"] == 8
+    assert metrics["importance_note"] == "a rough guide"
+    assert metrics["importance_method"].startswith("PED-ANOVA")
+    steady = report.tune_metrics({**best, "importance": {**best["importance"], "note": None}}, [])
+    assert "importance_note" not in steady
+    off = report.tune_metrics({"sampler": "disabled", "overrides": {}}, [])
+    assert off["importance"] == {} and "tune.enabled=false" in off["importance_note"]

@@ -4,6 +4,7 @@ stage, with the trial cache, on a tiny real subset of the shared CIFAR-10 archiv
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,9 @@ import pytest
 
 from conftest import SHARED_ARCHIVE, start_killable, write_real_subset
 from npdl.io import load_json
+from npdl.overrides import shown_number
 from npdl.run.store import RunStore
+from npdl.search import LEADERBOARD_COLUMNS
 from npdl.threads import threads_per_worker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,9 +118,17 @@ def test_random_search_is_seeded_cached_and_grows(data_dir, tmp_path):
         1e-4 <= float(r["overrides"].split("optimizer.lr=")[1].split()[0]) <= 1e-2 for r in rows
     )
     assert len(events(cache, "store")) == 4 and "4 trials, 0 from the cache" in out
-    # Not on a terminal: one progress line per trial instead of a bar.
-    for done in range(1, 5):
-        assert f"{done}/4 trials done; best val_acc " in out
+    # One line per finished trial, its values to 3 significant digits.
+    lines = [line for line in out.splitlines() if line.startswith("trial ")]
+    assert [line.split()[1] for line in lines] == ["1/4", "2/4", "3/4", "4/4"]
+    with open(tmp_path / "a" / "trials.csv") as handle:
+        ran = list(csv.DictReader(handle))
+    for line, trial in zip(lines, ran, strict=True):
+        values = dict(item.split("=", 1) for item in trial["overrides"].split())
+        assert f"lr={shown_number(float(values['optimizer.lr']))} " in line
+        assert f"  2 ep  val_acc {shown_number(100 * float(trial['val_acc']))}%  best " in line
+        shown = re.findall(r"lr=([0-9.e-]+)", line)[0]
+        assert len(shown.split("e")[0].replace(".", "").lstrip("0")) <= 3, line
     assert len(list((tmp_path / "a").glob("*/metrics/train.json"))) == 4
 
     # The same sweep again: every trial from the cache, nothing trained.
@@ -276,6 +287,40 @@ def test_resumed_trial_equals_uninterrupted_training(data_dir, tmp_path):
     assert resumed["val_acc"] == straight["val_acc"]
 
 
+def test_a_sweep_prints_one_line_per_trial_and_logs_the_detail(data_dir, tmp_path):
+    """The documented `-m lr=... reg=...` (the shortcut keys) runs npdl's grid, the
+    default sweeper: a header, one line per trial, the leaderboard and the winner on the
+    console; Hydra's per-job lines in the sweep's log, each job's own in its folder's."""
+    sweep = tmp_path / "s"
+    args = sweep_args(data_dir, tmp_path / "cache", sweep, "npdl_grid", "lr=1e-3,3e-3")
+    args.remove("hydra/sweeper=npdl_grid")  # the default
+    args.append("reg=0.0,1e-4")
+    result = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout.splitlines()
+    assert out[0] == "grid search over lr, reg: 4 trials, 2 epochs each"
+    assert out[1].startswith(f"logs: {sweep / 'sweep.log'} (the launcher's)")
+    trials = [line for line in out if line.startswith("trial ")]
+    assert [line.split("  ")[:2] for line in trials] == [
+        ["trial 1/4", "lr=0.001 reg=0"],
+        ["trial 2/4", "lr=0.001 reg=0.0001"],
+        ["trial 3/4", "lr=0.003 reg=0"],
+        ["trial 4/4", "lr=0.003 reg=0.0001"],
+    ]
+    assert out[2:6] == trials  # nothing between them
+    assert out[6].split() == list(LEADERBOARD_COLUMNS)  # the leaderboard follows
+    assert out[-2].startswith("best: lr=") and out[-1].startswith(f"reports: {sweep}")
+    # Not on the console: Hydra's launcher lines, the jobs' logging and prints.
+    for text in ("#0 :", "Launching", "(Epoch 1)", "trained:", "cache miss"):
+        assert text not in result.stdout + result.stderr, text
+    launcher_log = (sweep / "sweep.log").read_text()
+    assert "Launching 1 jobs locally" in launcher_log and "#3 : " in launcher_log
+    for job in range(4):
+        job_log = (sweep / str(job) / "train.log").read_text()
+        assert "cache miss" in job_log and "(Epoch 2)" in job_log and "trained: {" in job_log
+    assert len(leaderboard(sweep)) == 4
+
+
 def test_grid_through_basic_and_npdl_grid(data_dir, tmp_path):
     run_sweep(
         data_dir,
@@ -328,7 +373,7 @@ def test_two_joblib_workers_give_the_same_leaderboard(data_dir, tmp_path):
 def test_diverged_and_failed_trials_are_recorded_and_the_sweep_goes_on(data_dir, tmp_path):
     cache = tmp_path / "cache"
     # lr=1e6 diverges; Relu takes no `slope`, so its trials fail inside training setup.
-    run_sweep(
+    out = run_sweep(
         data_dir,
         cache,
         tmp_path / "s",
@@ -338,6 +383,12 @@ def test_diverged_and_failed_trials_are_recorded_and_the_sweep_goes_on(data_dir,
         "model.activation=leaky_relu,relu",
         "+model.activation_kwargs.slope=0.1",
     )
+    # Each trial that did not finish says so on its line, with its log, which says why.
+    lines = [line for line in out.splitlines() if line.startswith("trial ")]
+    assert "lr=1e6 activation=leaky_relu  diverged in its first epoch  log: " in lines[2]
+    for line in (lines[1], lines[3]):
+        assert "activation=relu  FAILED: TypeError: Relu() takes no arguments  log: " in line
+        assert "Relu() takes no arguments" in Path(line.split("log: ")[1]).read_text()
     rows = {tuple(sorted(r["overrides"].split())): r for r in leaderboard(tmp_path / "s")}
     statuses = {key: row["status"] for key, row in rows.items()}
     assert statuses == {

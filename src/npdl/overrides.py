@@ -54,3 +54,48 @@ def point_text(value: Any) -> str:
     (the sweep's own text, e.g. ``[512,256]``), anything else (a number drawn from an
     interval, a configured value) is written by :func:`override_text`."""
     return value if isinstance(value, str) else override_text(value)
+
+
+#: Significant digits of a number shown to a reader (consoles, Markdown tables, plot
+#: labels): a search's figures carry no more (a val accuracy on 5,000 images has a
+#: standard error near 0.7 points). Data files keep every digit.
+SHOWN_DIGITS = 3
+
+
+def shown_number(value: float, digits: int = SHOWN_DIGITS) -> str:
+    """A number for a reader, to ``digits`` significant digits: ``0.00258``,
+    ``0.000822``, ``1e-5``, ``45.3``, ``1.23e4``; integers in full (``140``), and
+    ``nan``/``inf`` as such. The exponent has no padding zero (``1e-5``, not ``1e-05``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    text = f"{float(value):.{digits}g}"
+    mantissa, e, exponent = text.partition("e")
+    if not e:
+        return text
+    return f"{mantissa}e{int(exponent)}"
+
+
+def shown_text(value: Any, digits: int = SHOWN_DIGITS) -> str:
+    """``value`` as :func:`point_text` writes it, with every real number (also inside
+    lists) to ``digits`` significant digits (:func:`shown_number`): for reading, not for
+    setting the value again (the leaderboard's CSV and ``best_overrides.json`` keep that
+    text)."""
+    if isinstance(value, str):
+        parsed = _number_in(value)
+        return value if parsed is None else shown_number(parsed, digits)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool | numbers.Integral):
+        return shown_number(value, digits)
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(shown_text(item, digits) for item in value) + "]"
+    return point_text(value)
+
+
+def _number_in(text: str) -> float | None:
+    """The real number a choice's override text writes (``1e-3``), or None."""
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if "." in text or "e" in text.lower() else None

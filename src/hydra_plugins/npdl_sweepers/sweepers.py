@@ -13,9 +13,14 @@ override grammar: ``choice(...)``, ``range(...)``, ``a,b,c``, ``interval(a,b)``,
 through the configured launcher, so ``hydra/launcher=joblib`` parallelises any search.
 Each trial's task function returns its metrics dict (``status``, ``val_acc``,
 ``val_loss``, ``epochs``, ``resumed_from``, ``seconds``, ``cache_hit``, ``lineage``,
-``budget``); at the end the sweeper writes the reports into the sweep folder, prints
-the top of the leaderboard and (schedulers with rungs) removes the run store's
-checkpoints of the trials it eliminated.
+``budget``); at the end the sweeper writes the reports into the sweep folder (with each
+hyperparameter's importance), prints the top of the leaderboard and (schedulers with
+rungs) removes the run store's checkpoints of the trials it eliminated.
+
+The console holds a header, one line per finished trial and the summary
+(:mod:`npdl.search.console`); Hydra's own lines (the launcher's ``#N : overrides``) go
+to ``sweep.log`` in the sweep folder, warnings and errors to both, and each job's
+logging and output to its own folder's log (npdl's ``JobOutputToLog`` callback).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from npdl import registry
 from npdl.config import debugging
 from npdl.overrides import point_text
 
-from .reporting import write_reports
+from .reporting import SWEEP_LOG, log_to_file, search_importance, write_reports
 from .trials import TrialLauncher, drop_eliminated_checkpoints
 from .warm import WarmStart, search_identity
 
@@ -171,6 +176,7 @@ class NpdlSweeper(Sweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        log_to_file(self.config, sweep_dir / SWEEP_LOG)
         self.trials = TrialLauncher(
             self.launcher, parser, fixed, self.objective, self.fail_fast, self.sampler
         )
@@ -180,10 +186,12 @@ class NpdlSweeper(Sweeper):
             self.trials.on_launch, self.trials.on_row = self.warm.launching, self.warm.record
         log.info("%s search over %s", self.sampler, ", ".join(space))
         best = self.search(space)
-        self.trials.close()
         about = {**self.names, "sampler": self.sampler, "audit": self.audit}
         about["controller"] = self.decisions if self.control_options[0] else None
         about["warm_start"] = {"trials": self.warm.told} if self.warm else None
+        about["importance"] = search_importance(
+            self.rows, space, self.trials.value_of, self.objective
+        )
         write_reports(sweep_dir, self.rows, self.objective, best, about)
         if self.scheduler_class.multi_fidelity and not self.keep_checkpoints:
             drop_eliminated_checkpoints(self.config, self.rows, self.top_epochs())
@@ -235,6 +243,7 @@ class NpdlSweeper(Sweeper):
         scheduler = self.scheduler_class(**budgets, control=self.fidelity_control())
         if hasattr(self, "trials"):
             self.trials.planned = scheduler.planned(proposer)
+            self.announce(space, budgets)
         first_row = len(self.rows)
         evaluate = search_package().schedulers.telling(proposer, self.run_requests, self.history)
         proposals = search_package().Proposals(proposer, configured)
@@ -253,6 +262,20 @@ class NpdlSweeper(Sweeper):
             return None
         self.run_audit(result, evaluate, scheduler.epochs)
         return point_overrides(result.points[result.best.point_index])
+
+    def announce(self, space: dict, budgets: dict) -> None:
+        """Print the search's header: what it searches, and where its logs go."""
+        from npdl.search.console import search_header, shown_epochs
+
+        top = shown_epochs(budgets["epochs"] or OmegaConf.select(self.config, self.epochs_key))
+        if self.scheduler_class.multi_fidelity:
+            budget = f"{budgets['min_epochs']} to {top} (eta {budgets['eta']})"
+        else:
+            budget = f"{top} each"
+        folder = Path(self.config.hydra.sweep.dir)
+        logs = f"{folder / SWEEP_LOG} (the launcher's), {folder}/<trial>/<job>.log (each trial's)"
+        header = search_header(self.sampler, list(space), self.trials.planned, budget, logs)
+        print(header, flush=True)
 
     def fidelity_control(self):
         """The scheduler's :class:`~npdl.search.controller.FidelityControl` (None when

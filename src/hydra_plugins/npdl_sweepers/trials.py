@@ -1,8 +1,10 @@
-"""The launching part of npdl's sweeper: trials as launcher batches, their rows, progress,
-and the run store's clean-up after a search with rungs."""
+"""The launching part of npdl's sweeper: trials as launcher batches, their rows, one
+console line per finished trial, and the run store's clean-up after a search with rungs."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,6 @@ from typing import Any
 from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
 from npdl.overrides import point_text
 from npdl.trial import TrialResult
@@ -32,7 +33,7 @@ class TrialLauncher:
     fail_fast : bool
         A failed trial stops the search (it is recorded as failed otherwise).
     label : str
-        The search's name, for the progress bar.
+        The search's name.
     """
 
     def __init__(
@@ -51,15 +52,15 @@ class TrialLauncher:
         #: as its trial finishes (the warm start records both).
         self.on_launch = None
         self.on_row = None
+        #: Trials the search will run, where known (the trial lines' "7/16").
         self.planned: int | None = None
-        self.progress: tqdm | None = None
         self.job_index = 0
 
     def run_batch(self, points: list[dict], extra: list[str] = ()) -> list[dict]:
         """Launch one trial per point (plus ``extra`` overrides); record and return rows.
 
         Hydra's basic launcher runs jobs one after another anyway: it gets them one at a
-        time, so that the progress bar moves with every trial.
+        time, so that each trial's line comes as it finishes.
         """
         batch = [
             [*self.fixed, *extra, *(f"{k}={point_text(v)}" for k, v in point.items())]
@@ -77,7 +78,7 @@ class TrialLauncher:
             self.job_index += len(group)
             for i, job in zip(group, returns, strict=True):
                 rows.append(self.record(points[i], job))
-            self.show_progress(len(group))
+                self.show(rows[-1], job)
         return rows
 
     def record(self, point: dict, job) -> dict:
@@ -86,7 +87,10 @@ class TrialLauncher:
         from npdl.search.leaderboard import leaderboard_row
 
         try:
-            value = job.return_value
+            # Hydra writes "Error executing job with overrides: [...]" to stderr: the
+            # trial's line says it, with the path of the job's log.
+            with contextlib.redirect_stderr(io.StringIO()):
+                value = job.return_value
         except Exception as error:  # the job raised: a failed trial
             if self.fail_fast:
                 raise
@@ -108,34 +112,25 @@ class TrialLauncher:
         parsed = self.parser.parse_override(f"{key}={value}").value()
         return OmegaConf.to_container(parsed) if OmegaConf.is_config(parsed) else parsed
 
-    def show_progress(self, finished: int) -> None:
-        """Advance the progress bar (a terminal) or log a line (anything else): trials
-        done of planned, best so far, cache hits."""
-        best = self.objective.best_value(self.rows)
-        hits = sum(row["cache_hit"] for row in self.rows)
-        metric = self.objective.metric
-        status = {"best " + metric: f"{best:.4f}" if best is not None else "-", "cached": hits}
-        if self.progress is None:
-            self.progress = tqdm(
-                total=self.planned, desc=f"{self.label} search", unit="trial", disable=None
-            )
-        if not self.progress.disable:
-            self.progress.update(finished)
-            self.progress.set_postfix(status, refresh=True)
-            return
-        planned = f"/{self.planned}" if self.planned else ""
-        log.info(
-            "%d%s trials done; best %s %s; %d from the cache",
-            len(self.rows),
-            planned,
-            metric,
-            status["best " + metric],
-            hits,
-        )
+    def show(self, row: dict, job) -> None:
+        """Print the finished trial's line (:func:`npdl.search.console.trial_line`)."""
+        from npdl.search.console import trial_line
 
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.close()
+        best = self.objective.best_value(self.rows)
+        line = trial_line(len(self.rows), self.planned, row, self.objective, best, job_log(job))
+        print(line, flush=True)
+
+
+def job_log(job) -> str | None:
+    """The log file of a launched job (Hydra's job logging writes
+    ``<job folder>/<job name>.log``, and npdl's JobOutputToLog callback the job's own
+    output into it); None where the job says nothing of its folder."""
+    hydra = getattr(job, "hydra_cfg", None)
+    folder = OmegaConf.select(hydra, "hydra.runtime.output_dir", default=None) if hydra else None
+    if not folder:
+        return None
+    name = OmegaConf.select(hydra, "hydra.job.name", default=None) or "train"
+    return str(Path(folder) / f"{name}.log")
 
 
 def drop_eliminated_checkpoints(config: DictConfig, rows: list[dict], top: int) -> None:

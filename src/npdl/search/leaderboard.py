@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..io import atomic_write, save_csv
-from ..overrides import override_text
+from ..overrides import override_text, shown_number, shown_text
 from ..trial import RESULT_FIELDS, STATUSES, TrialResult, result_columns
 from .objective import Objective
 
@@ -148,6 +148,12 @@ def format_overrides(overrides: Mapping[str, Any]) -> str:
     return " ".join(f"{key}={override_text(overrides[key])}" for key in sorted(overrides))
 
 
+def shown_overrides(overrides: Mapping[str, Any]) -> str:
+    """``key=value key=value`` for a reader: as :func:`format_overrides`, numbers to 3
+    significant digits (``optimizer.lr=0.00258``; :func:`npdl.overrides.shown_text`)."""
+    return " ".join(f"{key}={shown_text(overrides[key])}" for key in sorted(overrides))
+
+
 def write_leaderboard_csv(path: str | os.PathLike, ranked_rows: Sequence[Mapping]) -> None:
     """Write ranked rows (from :func:`rank_trials`) as CSV, atomically.
 
@@ -179,16 +185,16 @@ def write_trial_log(path: str | os.PathLike, rows: Sequence[Mapping]) -> None:
 
 
 def _display_cells(row: Mapping) -> dict[str, str]:
-    def number(value, digits: int) -> str:
-        return f"{value:.{digits}f}" if _is_number(value) else "-"
+    def number(value) -> str:
+        return shown_number(value) if _is_number(value) else "-"
 
     return {
         "rank": str(row["rank"]),
-        "overrides": format_overrides(row["overrides"]) or "(defaults)",
-        "val_acc": number(row["val_acc"], 4),
-        "val_loss": number(row["val_loss"], 4),
+        "overrides": shown_overrides(row["overrides"]) or "(defaults)",
+        "val_acc": number(row["val_acc"]),
+        "val_loss": number(row["val_loss"]),
         "epochs": str(row["epochs"]) if _is_number(row["epochs"]) else "-",
-        "seconds": number(row["seconds"], 1),
+        "seconds": number(row["seconds"]),
         "status": str(row["status"]),
         "cache_hit": "yes" if row["cache_hit"] else "no",
     }
@@ -209,8 +215,9 @@ def _shown_note(shown: int, total: int) -> str:
 def format_table(ranked_rows: Sequence[Mapping], top: int | None = 10) -> str:
     """A plain-text table of the ``top`` best rows, columns aligned, for a terminal.
 
-    Numbers are rounded for reading (accuracy and loss to 4 decimals, seconds to 1);
-    the CSV keeps full precision. ``top=None`` shows every row.
+    Numbers are rounded for reading, to 3 significant digits (values in the overrides
+    too: ``optimizer.lr=0.00258``); the CSV keeps full precision. ``top=None`` shows
+    every row.
     """
     shown = _top_rows(ranked_rows, top)
     if not shown:

@@ -23,6 +23,7 @@ from typing import Any
 from .. import plots
 from ..io import save_csv
 from ..trial import RESULT_FIELDS, field_from_text
+from .console import short_names
 
 
 def parse_overrides(text: str) -> dict[str, Any]:
@@ -66,17 +67,6 @@ def read_leaderboard(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Rows of a ``leaderboard.csv``, best first, as values (:func:`parse_leaderboard_row`)."""
     with open(path, newline="") as handle:
         return [parse_leaderboard_row(cells) for cells in csv.DictReader(handle)]
-
-
-def short_names(keys: Iterable[str]) -> dict[str, str]:
-    """Column name per key: its last dotted part, or the whole key where two keys
-    share a last part."""
-    keys = list(keys)
-    last = [key.rsplit(".", 1)[-1] for key in keys]
-    return {
-        key: (short if last.count(short) == 1 else key)
-        for key, short in zip(keys, last, strict=True)
-    }
 
 
 def trial_table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[dict], list[str]]:
@@ -161,9 +151,12 @@ def write_search_report(
     space: Mapping[str, str],
     metrics_dir: str | os.PathLike,
     plots_dir: str | os.PathLike,
+    best_overrides: Mapping[str, Any] | None = None,
 ) -> None:
     """A search's plot data (``metrics_dir/tune_*.csv``, for ``dvc plots``) and its
-    pictures (``plots_dir/tune_*.png``); empty ones without a ``leaderboard``."""
+    pictures (``plots_dir/tune_*.png``): accuracy against each hyperparameter, parallel
+    coordinates and the importance of each hyperparameter (from ``best_overrides``,
+    :func:`importance_figures`); empty ones, saying why, without a ``leaderboard``."""
     metrics_dir, plots_dir = Path(metrics_dir), Path(plots_dir)
     rows = read_leaderboard(leaderboard) if leaderboard else []
     table, columns = trial_table(rows)
@@ -178,13 +171,38 @@ def write_search_report(
     plots.hyperparameter_scatter(
         table, columns, plots_dir / "tune_hyperparameters.png", log_columns
     )
-    plots.parallel_coordinates(long_rows, columns, plots_dir / "tune_parallel.png")
+    plots.parallel_coordinates(table, columns, plots_dir / "tune_parallel.png", log_columns)
+    values, title, note = importance_figures(best_overrides or {})
+    plots.importance_bars(values, plots_dir / "tune_importance.png", title, note)
+
+
+def importance_figures(best_overrides: Mapping[str, Any]) -> tuple[dict, str, str | None]:
+    """The importance of each hyperparameter as ``best_overrides.json`` holds it (the
+    sweeper's :func:`npdl.search.importance.param_importance`): ``(short name -> share,
+    largest first; a title saying what it is computed over; a note or None)``; no
+    shares, and a note saying why, where the search was off or did not compute one."""
+    if best_overrides.get("sampler", "disabled") == "disabled":
+        return {}, "", "no importance: tuning is disabled (tune.enabled=false), no search ran"
+    importance = best_overrides.get("importance")
+    if importance is None:
+        return {}, "", "no importance: the search's best_overrides.json holds none"
+    from .importance import ranked
+
+    names = short_names(importance["values"])
+    values = {names[key]: share for key, share in ranked(importance["values"])}
+    title = (
+        f"Hyperparameter importance: PED-ANOVA over the {importance['trials']} "
+        f"configurations at {importance['epochs']} epochs"
+    )
+    return values, title, importance["note"]
 
 
 def tune_metrics(best_overrides: Mapping[str, Any], leaderboard_rows: Sequence[Mapping]) -> dict:
     """The search's figures for ``metrics/tune.json`` (a DVC metric): sampler, trials,
     epochs trained, the best metric, the rank agreement between consecutive budgets
-    (``spearman_<a>_to_<b>``) and the audit's count."""
+    (``spearman_<a>_to_<b>``), the audit's count and each hyperparameter's importance
+    (``importance``: short name -> share; ``importance_trials``, ``_epochs``,
+    ``_method``, ``_rule`` and, where it is rough or absent, ``importance_note``)."""
     metric = best_overrides.get("metric", "val_acc")
     out: dict[str, Any] = {
         "sampler": best_overrides.get("sampler"),
@@ -203,4 +221,12 @@ def tune_metrics(best_overrides: Mapping[str, Any], leaderboard_rows: Sequence[M
     audit = best_overrides.get("audit")
     if audit:
         out["audit_trained"], out["audit_beat_winner"] = audit["trained"], audit["beat_winner"]
+    values, _, note = importance_figures(best_overrides)
+    out["importance"] = values
+    importance = best_overrides.get("importance") or {}
+    for key in ("trials", "epochs", "method", "rule"):
+        if key in importance:
+            out[f"importance_{key}"] = importance[key]
+    if note:
+        out["importance_note"] = note
     return out
