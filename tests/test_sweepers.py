@@ -914,3 +914,12 @@ def test_the_fidelity_controller_keeps_ties_within_the_noise_and_says_so(data_di
     assert len(rows[3]) >= 3 + kept  # the schedule's third, plus what the controller kept
     with open(tmp_path / "c" / "trials.csv") as handle:
         assert len(list(csv.DictReader(handle))) == len(rows[1]) + len(rows[3])
+
+
+def test_multirun_without_a_list_runs_the_one_job_as_hydra_does(data_dir, tmp_path):
+    out = run_sweep(
+        data_dir, tmp_path / "cache", tmp_path / "one", "npdl_grid", "optimizer.lr=1e-3"
+    )
+    rows = leaderboard(tmp_path / "one")
+    assert len(rows) == 1 and rows[0]["status"] == "ok"
+    assert len([line for line in out.splitlines() if line.startswith("trial")]) == 1

@@ -168,6 +168,9 @@ class NpdlSweeper(Sweeper):
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         lines = [f"{key}={value}" for key, value in self.params.items()] + list(arguments)
         space, fixed = parse_space(lines, parser)
+        if not space and self.sampler == "grid" and fixed:  # `-m lr=1e-3`: Hydra's one job
+            key, value = fixed.pop().split("=", 1)
+            space[key] = search_package().Choice((value,))
         if not space:
             raise ValueError(
                 f"the {self.sampler} search got an empty search space; give at least one "
