@@ -4,8 +4,8 @@ The cells follow the course's notebook: datasets fetched from ``download_url`` a
 split, transforms (one image too), data loaders, the overfit-one-sample and
 overfit-ten-samples recipe, a 2-layer and a 5-layer net, ``grid_search`` and
 ``random_search`` with the course's space formats, ``get_dataset_prediction`` and
-saving the best model. Only the import lines differ from the course's (see the
-README's "Course code"); the data is a tiny CIFAR-like ImageFolder of PNGs, zipped and
+saving the best model. Only the import lines differ from the course's (see
+docs/course-code.md); the data is a tiny CIFAR-like ImageFolder of PNGs, zipped and
 served as ``file://`` the way the course serves ``cifar10.zip``.
 """
 
@@ -192,8 +192,8 @@ def test_a_course_notebook_runs_end_to_end_on_npdl(course_data, monkeypatch):
     )
     solver.train(epochs=100)
     # The net overfits the ten samples (the histories show it); the model then holds the
-    # best-val-loss epoch's weights, which npdl restores (see the README's differences),
-    # so its accuracy on them is only printed, as the notebook does.
+    # best-val-loss epoch's weights, which npdl restores (docs/course-code.md, "Where npdl
+    # differs on purpose"), so its accuracy on them is only printed, as the notebook does.
     assert solver.train_acc_history[-1] == 1.0
     assert solver.train_loss_history[-1] < 0.5 * solver.train_loss_history[0]
     print("Training accuracy:", solver.get_dataset_accuracy(dataloaders["train_overfit_10samples"]))

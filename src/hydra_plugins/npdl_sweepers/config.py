@@ -23,7 +23,7 @@ TUNE = TuneConfig()
 @dataclass
 class SearchConf:
     """A search: ``proposer`` (grid, random, tpe) under ``scheduler`` (none, halving,
-    asha, hyperband); see the README's tuning section for each option."""
+    asha, hyperband); see docs/tuning.md for each option."""
 
     _target_: str = "hydra_plugins.npdl_sweepers.sweepers.NpdlSweeper"
     proposer: str = TUNE.proposer
