@@ -41,7 +41,7 @@ from record_search_table import FIXED, ROOT, TABLES
 from search_replay import OPTUNA, OURS, Table, regret_at, replay, single_search
 
 RESULTS = Path(__file__).resolve().parent / "results"
-#: The picture, beside the README's other images (docs/images).
+#: The picture, beside the documentation's other images (docs/images).
 FIGURE = ROOT / "docs" / "images" / "search_regret.png"
 MULTIPLES = (10, 30, 100)
 #: The real runs: sweeper options, the same in the replay they are compared with.

@@ -289,7 +289,7 @@ def _default_check(result: dict) -> list[str]:
     return [
         f"The default search (`default` above: the tune stage's `{check['search']}`, "
         f"{check['proposer']} under {check['scheduler']}, eta {check['options'].get('eta', '-')}, "
-        "from 1 epoch to R) against its bar, the better of our random search and Optuna "
+        "from 1 epoch to R) against its bar, the better of npdl's random search and Optuna "
         f"TPE + Hyperband plus 0.1 point: {regret['30R']:.2f} against {check['bar']['30R']:.2f} "
         f"at 30 R, {regret['100R']:.2f} against {check['bar']['100R']:.2f} at 100 R "
         f"(**{'holds' if check['holds'] else 'does not hold'}**); at 10 R {regret['10R']:.2f} "
@@ -303,7 +303,7 @@ def render_search(result: dict) -> list[str]:
     space = "; ".join(f"`{k}` {', '.join(v)}" for k, v in table["space"].items())
     budgets = result["budgets"]
     lines = [
-        "## Search: ours against Optuna on a tabular benchmark",
+        "## Search: npdl against Optuna on a tabular benchmark",
         "",
         f"`record_search_table.py` trained every point of a {table['points']}-configuration "
         f"space ({space}) for R = {R} epochs (cosine schedule over R) on a class-balanced "
@@ -316,7 +316,7 @@ def render_search(result: dict) -> list[str]:
         f"noise of one run at {table['noise']['sd_of_one_run']:.2f} points (sd).",
         "",
         f"`bench_search.py` replays every search on the table for {result['seeds']} seeds "
-        f"until {100 * R:,} epochs (100 R) are spent. Ours are npdl's sweeper itself "
+        f"until {100 * R:,} epochs (100 R) are spent. npdl's are its sweeper itself "
         "(each named search a proposer under a scheduler) with only `run_batch` served "
         "from the table (the run store's rules: "
         "a trained budget costs nothing again, a promotion pays only its new epochs); "
@@ -431,7 +431,7 @@ def search_summary() -> list[str]:
         "## Search: every recorded table",
         "",
         "Median regret at 10 R / 30 R / 100 R (val accuracy points, 30 seeds); the bar: "
-        "at 30 R and 100 R the default's median regret is at most the better of our "
+        "at 30 R and 100 R the default's median regret is at most the better of npdl's "
         "random search and Optuna TPE + Hyperband plus 0.1 point.",
         "",
         "| table | points | Spearman 1 epoch / R | "
