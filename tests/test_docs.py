@@ -130,3 +130,13 @@ def test_the_configuration_page_carries_the_generated_reference():
     assert hook.MARKER in page
     rendered = hook.on_page_markdown(page)
     assert hook.MARKER not in rendered and "| `solver.epochs` |" in rendered
+
+
+def test_sphinx_roles_in_docstrings_become_plain_code_in_the_site():
+    spec = importlib.util.spec_from_file_location("roles", DOCS / "hooks" / "sphinx_roles.py")
+    roles = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(roles)
+    html = "see :func:<code>~npdl.io.save_json</code> and :class:<code>Solver</code>"
+    assert (
+        roles.on_page_content(html) == "see <code>npdl.io.save_json</code> and <code>Solver</code>"
+    )
