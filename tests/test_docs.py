@@ -140,3 +140,10 @@ def test_sphinx_roles_in_docstrings_become_plain_code_in_the_site():
     assert (
         roles.on_page_content(html) == "see <code>npdl.io.save_json</code> and <code>Solver</code>"
     )
+
+
+def test_the_architecture_page_names_every_module_of_the_library():
+    page = (DOCS / "architecture.md").read_text()
+    modules = sorted((ROOT / "src" / "npdl").rglob("*.py"))
+    missing = [m.name for m in modules if m.name != "__init__.py" and m.name not in page]
+    assert missing == [], f"docs/architecture.md's map lacks {missing}"
