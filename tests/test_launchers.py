@@ -98,7 +98,7 @@ def test_random_search_on_a_token_authenticated_ray_head_matches_the_local_searc
         "HOME": str(home),
         "RAY_USAGE_STATS_ENABLED": "0",
     }
-    # The README's commands: a token generated under umask 077 (the launcher refuses a
+    # The commands of docs/clusters.md: a token generated under umask 077 (the launcher refuses a
     # token file other users can read), then a head with token authentication.
     generated = ray_command("get-auth-token", "--generate", env=env, umask=0o077)
     assert generated.returncode == 0, generated.stdout + generated.stderr
