@@ -85,7 +85,10 @@ def yaml_comments(group: str) -> dict[str, str]:
     paths.sort(key=lambda path: path.stem != default)  # the default option's comments first
     for path in paths:
         pending: list[str] = []
-        for line in path.read_text().splitlines():
+        lines = path.read_text().splitlines()
+        if path.stem != default:  # another option's opening comment describes the file
+            lines = lines[len(header_lines(lines)) :]
+        for line in lines:
             if line.startswith("#"):
                 pending.append(line.lstrip("#").strip())
                 continue
@@ -128,10 +131,40 @@ def rows(instance, prefix: str, group: str) -> list[str]:
     return lines
 
 
-def options(group: str) -> str:
+def header_lines(lines: list[str]) -> list[str]:
+    """The comment lines a YAML file opens with (Hydra's ``# @package`` line left out)."""
+    header = []
+    for line in lines:
+        if not line.startswith("#"):
+            break
+        header.append(line)
+    return [line for line in header if not line.startswith("# @package")]
+
+
+def describes_the_file(path: Path, default: str | None) -> bool:
+    """Whether the opening comment is about the file: in the group's default option, a
+    comment directly above a key (not ``defaults``) is that key's instead."""
+    rest = [line for line in path.read_text().splitlines() if not line.startswith("#")]
+    above_a_key = bool(rest) and bool(re.match(r"\w+\s*:", rest[0]))
+    return path.stem != default or not above_a_key or rest[0].startswith("defaults")
+
+
+def options(group: str, prefix: str = "") -> list[str]:
+    """``- `group=name`: the first sentence of its opening comment`` per option file."""
     folder = CONF / group
-    names = sorted(path.stem for path in folder.glob("*.yaml")) if folder.is_dir() else []
-    return ", ".join(f"`{group}={name}`" for name in names)
+    items = []
+    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+        lines = header_lines(path.read_text().splitlines())
+        if not describes_the_file(path, default_options().get(group)):
+            lines = []
+        header = " ".join(line.lstrip("#").strip() for line in lines)
+        # The first sentence, without a command line that follows a colon.
+        first = re.split(r"(?<=[.!?])\s|:\s+(?=python |dvc )", header, maxsplit=1)[0]
+        default = " (the default)" if path.stem == default_options().get(group) else ""
+        items.append(
+            f"- `{prefix}{group}={path.stem}`{default}" + (f": {plain(first)}" if first else "")
+        )
+    return items
 
 
 HEADER = ["| key | default | allowed | what it does |", "|---|---|---|---|"]
@@ -151,19 +184,19 @@ def config_reference() -> str:
         if doc:
             out += [plain(doc.split("\n\n")[0].replace("\n", " ")), ""]
         if options(group):
-            out += [f"Options (`conf/{group}/`): {options(group)}.", ""]
+            out += [f"Options (`conf/{group}/`):", "", *options(group), ""]
         if group == "optimizer":
             for name, cls in schema.OPTIMIZER_CONFIGS.items():
                 out += [f"`optimizer={name}` (`{cls.__name__}`):", "", *HEADER]
                 out += [*rows(cls(), "optimizer.", group), ""]
         else:
             out += [*HEADER, *rows(node, f"{group}.", group), ""]
-    experiments = options("experiment")
     out += [
         "### `experiment`",
         "",
-        f"Recipes that override several groups at once (`conf/experiment/`): "
-        f"{experiments.replace('`experiment=', '`+experiment=')}.",
+        "Recipes that override several groups at once (`conf/experiment/`):",
+        "",
+        *options("experiment", prefix="+"),
         "",
     ]
     return "\n".join(out)
