@@ -76,7 +76,10 @@ def test_a_wide_gap_alone_is_overfitting_since_the_gap_crossed_the_threshold():
     assert diagnosis.verdict == "overfitting"
     assert "rising" not in diagnosis.evidence
     assert diagnosis.since_epoch == 6
-    assert diagnosis.evidence == "train 95.0% vs val 70.0% (gap 25.0 points)"
+    assert diagnosis.evidence == (
+        "train 95.0% vs val 70.0% (gap 25.0 points); val loss lowest in epoch 12 of 12 "
+        "(0.9, last 0.9)"
+    )
 
 
 def test_a_rising_val_loss_alone_is_overfitting_but_not_a_short_rise():
@@ -159,7 +162,8 @@ def test_a_good_fit_is_ok():
     diagnosis = diagnose(rows)
     assert diagnosis.verdict == "ok" and diagnosis.since_epoch is None
     assert diagnosis.evidence == (
-        "train 80.0% vs val 75.0% (gap 5.0 points); val loss lowest in epoch 20 of 20"
+        "train 80.0% vs val 75.0% (gap 5.0 points); val loss lowest in epoch 20 of 20 "
+        "(0.75, last 0.75)"
     )
     assert diagnosis.advice == ADVICE["ok"]
     # The gap's threshold is a parameter.
@@ -265,6 +269,9 @@ def test_the_default_model_on_train_alone_overfits():
     diagnosis = diagnose(rows)
     assert diagnosis.verdict == "overfitting", diagnosis
     assert diagnosis.since_epoch is not None and diagnosis.since_epoch < 140
+    # Its evidence: the gap at the end, and where the val loss was lowest.
+    assert diagnosis.evidence.startswith("train 90.8% vs val 71.5% (gap 19.2 points)")
+    assert "val loss lowest in epoch 66 of 140" in diagnosis.evidence
 
 
 def test_the_default_model_after_3_epochs_underfits():

@@ -185,13 +185,17 @@ def diagnose(
         unjudged = "no validation data (a refit?): overfitting cannot be judged"
         return Diagnosis("ok", f"{trend}; {unjudged}", ADVICE["ok"])
     rising = _val_loss_rising(curves, loss_rise, rise_epochs)
+    best = curves.validated[np.nanargmin(curves.val_loss[curves.validated])]
+    last_loss = curves.val_loss[curves.validated[-1]]
+    last = int(curves.epochs[curves.validated[-1]])
+    lowest = (
+        f"val loss lowest in epoch {int(curves.epochs[best])} of {last} "
+        f"({curves.val_loss[best]:.3g}, last {last_loss:.3g})"
+    )
     if gap[1] is not None or rising is not None:
-        facts = [gap[0]] + ([rising[0]] if rising is not None else [])
+        facts = [gap[0], rising[0] if rising is not None else lowest]
         since = rising[1] if rising is not None else gap[1]
         return Diagnosis("overfitting", "; ".join(facts), ADVICE["overfitting"], since)
-    best = curves.validated[np.nanargmin(curves.val_loss[curves.validated])]
-    last = int(curves.epochs[curves.validated[-1]])
-    lowest = f"val loss lowest in epoch {int(curves.epochs[best])} of {last}"
     return Diagnosis("ok", f"{gap[0]}; {lowest}", ADVICE["ok"])
 
 
