@@ -65,6 +65,15 @@ def random_images(seed: int, count: int, size: tuple[int, int] = (SIDE, SIDE)) -
     return np.clip(np.rint(images), 0, 255).astype(np.uint8)
 
 
+def colour_images(count, seed):
+    """3 learnable classes of 8x8 images: a dominant colour channel plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % 3
+    images = rng.integers(0, 120, (count, 8, 8, 3))
+    images[np.arange(count), :, :, labels] += 120
+    return images.astype(np.uint8), labels.astype(np.int64)
+
+
 def write_image_folder(
     root: Path, images_by_class: dict[str, np.ndarray], suffix: str = ".png"
 ) -> list[str]:

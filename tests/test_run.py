@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import colour_images
 from npdl.config import PipelineConfig, validate_config
 from npdl.data.prepared import PreparedData, write_prepared
 from npdl.evaluation import predict_logits
@@ -17,15 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "stages"))
 
 import normalize  # noqa: E402  (the normalize stage's run())
-
-
-def colour_images(count, seed):
-    """3 learnable classes of 8x8 images: a dominant colour channel plus noise."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(count) % 3
-    images = rng.integers(0, 120, (count, 8, 8, 3))
-    images[np.arange(count), :, :, labels] += 120
-    return images.astype(np.uint8), labels.astype(np.int64)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import colour_images
 from npdl import (
     ELU,
     SGD,
@@ -337,15 +338,6 @@ def test_params_yaml_reads_into_the_schema_without_hydra():
         config_from_dict({"sanity": {"overfit_steps": 0}})
     with pytest.raises(ConfigError, match=r"optimizer.beta1"):
         config_from_dict({"optimizer": {"name": "sgd", "lr": 0.1, "beta1": 0.9}})
-
-
-def colour_images(count, seed):
-    """3 learnable classes of 8x8 images: a dominant colour channel plus noise."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(count) % 3
-    images = rng.integers(0, 120, (count, 8, 8, 3))
-    images[np.arange(count), :, :, labels] += 120
-    return images.astype(np.uint8), labels.astype(np.int64)
 
 
 @pytest.fixture
